@@ -1,0 +1,17 @@
+// One runner per case kind (conformance README §5), each in its own file case_<kind>.cpp.
+#pragma once
+#include "conformance/runner.h"
+
+namespace xlstm::conformance {
+
+void run_case_lstm(const Case& c, Comparer& cmp, ImplPrecision prec);
+void run_case_slstm_cell(const Case& c, Comparer& cmp, ImplPrecision prec);
+void run_case_slstm_layer(const Case& c, Comparer& cmp, ImplPrecision prec);
+void run_case_mlstm_kernel(const Case& c, Comparer& cmp, ImplPrecision prec);
+void run_case_mlstm_layer(const Case& c, Comparer& cmp, ImplPrecision prec);
+
+// Throws NotImplementedError; used until a kind's runner lands (the runner reports SKIP for
+// kinds absent from kind_runners(), and FAIL for a runner that throws).
+[[noreturn]] void not_yet(const Case& c);
+
+}  // namespace xlstm::conformance

@@ -1,0 +1,147 @@
+#include "xlstm/tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace xlstm {
+
+size_t dtype_size(DType dt) {
+  switch (dt) {
+    case DType::F32: return 4;
+    case DType::F64: return 8;
+    case DType::BF16: return 2;
+    case DType::I32: return 4;
+    case DType::I64: return 8;
+  }
+  return 0;
+}
+
+const char* dtype_name(DType dt) {
+  switch (dt) {
+    case DType::F32: return "F32";
+    case DType::F64: return "F64";
+    case DType::BF16: return "BF16";
+    case DType::I32: return "I32";
+    case DType::I64: return "I64";
+  }
+  return "?";
+}
+
+std::string shape_str(const Shape& s) {
+  std::string r = "(";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? "," : "") + std::to_string(s[i]);
+  return r + ")";
+}
+
+int64_t shape_numel(const Shape& s) {
+  int64_t n = 1;
+  for (auto d : s) {
+    XLSTM_CHECK(d >= 0, ValueError, "[Tensor] negative dimension in shape ", shape_str(s));
+    n *= d;
+  }
+  return n;
+}
+
+Tensor::Tensor(Shape shape, DType dtype, Device device)
+    : shape_(std::move(shape)), numel_(shape_numel(shape_)), dtype_(dtype), device_(device) {
+  XLSTM_CHECK(device == Device::CPU, NotImplementedError,
+              "[Tensor] CUDA tensors are not available in this build");
+  size_t bytes = nbytes();
+  size_t alloc = ((bytes + 63) / 64) * 64;
+  if (alloc == 0) alloc = 64;
+  void* p = std::aligned_alloc(64, alloc);
+  if (!p) throw std::bad_alloc();
+  std::memset(p, 0, alloc);
+  owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  data_ = p;
+}
+
+Tensor Tensor::wrap(Shape shape, DType dtype, std::shared_ptr<void> owner, void* data) {
+  Tensor t;
+  t.shape_ = std::move(shape);
+  t.numel_ = shape_numel(t.shape_);
+  t.dtype_ = dtype;
+  t.owner_ = std::move(owner);
+  t.data_ = data;
+  return t;
+}
+
+void Tensor::check_dtype(DType want) const {
+  XLSTM_CHECK(dtype_ == want, TypeError, "[Tensor] dtype is ", dtype_name(dtype_),
+              ", accessed as ", dtype_name(want));
+}
+
+float bf16_to_f32(uint16_t v) {
+  uint32_t u = (uint32_t)v << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+uint16_t f32_to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);  // NaN stays NaN
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+
+namespace {
+double load_as_f64(const void* p, DType dt, int64_t i) {
+  switch (dt) {
+    case DType::F32: return ((const float*)p)[i];
+    case DType::F64: return ((const double*)p)[i];
+    case DType::BF16: return bf16_to_f32(((const uint16_t*)p)[i]);
+    case DType::I32: return ((const int32_t*)p)[i];
+    case DType::I64: return (double)((const int64_t*)p)[i];
+  }
+  return 0;
+}
+}  // namespace
+
+std::vector<double> Tensor::to_f64() const {
+  std::vector<double> r((size_t)numel_);
+  for (int64_t i = 0; i < numel_; ++i) r[(size_t)i] = load_as_f64(data_, dtype_, i);
+  return r;
+}
+
+Tensor Tensor::to(DType dt) const {
+  if (dt == dtype_) return clone();
+  Tensor r(shape_, dt);
+  const bool int_src = dtype_ == DType::I32 || dtype_ == DType::I64;
+  for (int64_t i = 0; i < numel_; ++i) {
+    if (int_src && dt == DType::I64) {
+      r.data<int64_t>()[i] = dtype_ == DType::I32 ? ((const int32_t*)data_)[i] : ((const int64_t*)data_)[i];
+      continue;
+    }
+    double v = load_as_f64(data_, dtype_, i);
+    switch (dt) {
+      case DType::F32: r.data<float>()[i] = (float)v; break;
+      case DType::F64: r.data<double>()[i] = v; break;
+      case DType::BF16: ((uint16_t*)r.raw())[i] = f32_to_bf16((float)v); break;
+      case DType::I32: r.data<int32_t>()[i] = (int32_t)v; break;
+      case DType::I64: r.data<int64_t>()[i] = (int64_t)v; break;
+    }
+  }
+  return r;
+}
+
+Tensor Tensor::clone() const {
+  Tensor r(shape_, dtype_);
+  if (nbytes()) std::memcpy(r.data_, data_, nbytes());
+  return r;
+}
+
+Tensor Tensor::reshape(Shape s) const {
+  XLSTM_CHECK(shape_numel(s) == numel_, ValueError, "[Tensor::reshape] cannot reshape ",
+              shape_str(shape_), " to ", shape_str(s));
+  Tensor r = *this;
+  r.shape_ = std::move(s);
+  return r;
+}
+
+void Tensor::zero() {
+  if (nbytes()) std::memset(data_, 0, nbytes());
+}
+
+}  // namespace xlstm
