@@ -1,0 +1,97 @@
+// GEMM backends on the shapes the recurrent engines use: the per-step recurrent product
+// (M = batch, N = 4H, K = H, weights transposed), the whole-sequence input projection
+// (M = B*T) and the weight-gradient product (K = B*T). Compares oneDNN's dnnl_sgemm (packs B
+// on every call), Debian's OpenBLAS cblas_sgemm, and a oneDNN matmul primitive whose weights
+// are reordered to the blocked layout once (what a recurrent loop can do).
+#include <benchmark/benchmark.h>
+#include <cblas.h>
+
+#include <oneapi/dnnl/dnnl.hpp>
+#include <vector>
+
+#include "cpu/gemm.h"
+#include "xlstm/rng.h"
+
+namespace {
+
+std::vector<float> rnd(size_t n, uint64_t seed) {
+  xlstm::Rng r(seed);
+  std::vector<float> v(n);
+  for (auto& x : v) x = (float)r.normal(0, 0.1);
+  return v;
+}
+
+void set_counters(benchmark::State& st, int64_t M, int64_t N, int64_t K) {
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * N * K * st.iterations() / 1e9,
+                                              benchmark::Counter::kIsRate);
+}
+
+// args: M, N, K. C(M,N) = A(M,K) * B(N,K)^T  (x * W^T, torch Linear layout)
+void BM_dnnl_sgemm(benchmark::State& st) {
+  const int64_t M = st.range(0), N = st.range(1), K = st.range(2);
+  auto A = rnd(M * K, 1), B = rnd(N * K, 2);
+  std::vector<float> C(M * N);
+  xlstm::set_sgemm_backend("onednn");
+  for (auto _ : st) {
+    xlstm::gemm<float>(xlstm::Trans::N, xlstm::Trans::T, M, N, K, 1.f, A.data(), K, B.data(), K,
+                       0.f, C.data(), N);
+    benchmark::DoNotOptimize(C.data());
+  }
+  set_counters(st, M, N, K);
+}
+
+void BM_openblas_sgemm(benchmark::State& st) {
+  const int64_t M = st.range(0), N = st.range(1), K = st.range(2);
+  auto A = rnd(M * K, 1), B = rnd(N * K, 2);
+  std::vector<float> C(M * N);
+  xlstm::set_sgemm_backend("openblas");
+  for (auto _ : st) {
+    xlstm::gemm<float>(xlstm::Trans::N, xlstm::Trans::T, M, N, K, 1.f, A.data(), K, B.data(), K,
+                       0.f, C.data(), N);
+    benchmark::DoNotOptimize(C.data());
+  }
+  xlstm::set_sgemm_backend("onednn");
+  set_counters(st, M, N, K);
+}
+
+void BM_dnnl_matmul_packed(benchmark::State& st) {
+  using namespace dnnl;
+  const int64_t M = st.range(0), N = st.range(1), K = st.range(2);
+  auto A = rnd(M * K, 1), B = rnd(N * K, 2);
+  std::vector<float> C(M * N);
+  engine eng(engine::kind::cpu, 0);
+  stream s(eng);
+  memory::desc a_md({M, K}, memory::data_type::f32, memory::format_tag::ab);
+  memory::desc b_any({K, N}, memory::data_type::f32, memory::format_tag::any);
+  memory::desc b_md({K, N}, memory::data_type::f32, memory::format_tag::ba);  // W^T view of (N,K)
+  memory::desc c_md({M, N}, memory::data_type::f32, memory::format_tag::ab);
+  matmul::primitive_desc pd(matmul::desc(a_md, b_any, c_md), eng);
+  memory a_m(a_md, eng, A.data()), b_user(b_md, eng, B.data()), c_m(c_md, eng, C.data());
+  memory b_packed(pd.weights_desc(), eng);
+  reorder(b_user, b_packed).execute(s, b_user, b_packed);
+  matmul mm(pd);
+  for (auto _ : st) {
+    mm.execute(s, {{DNNL_ARG_SRC, a_m}, {DNNL_ARG_WEIGHTS, b_packed}, {DNNL_ARG_DST, c_m}});
+    s.wait();
+    benchmark::DoNotOptimize(C.data());
+  }
+  set_counters(st, M, N, K);
+}
+
+void shapes(benchmark::internal::Benchmark* b) {
+  // recurrent step: (B, 4H, H)
+  b->Args({16, 2048, 512})->Args({64, 2048, 512})->Args({16, 4096, 1024})->Args({64, 4096, 1024});
+  // single-token decode
+  b->Args({1, 4096, 1024});
+  // input projection over a sequence: (B*T, 4H, I)
+  b->Args({16384, 2048, 512})->Args({8192, 4096, 1024});
+  b->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
+BENCHMARK(BM_dnnl_sgemm)->Apply(shapes);
+BENCHMARK(BM_openblas_sgemm)->Apply(shapes);
+BENCHMARK(BM_dnnl_matmul_packed)->Apply(shapes);
+
+}  // namespace
+
+BENCHMARK_MAIN();
