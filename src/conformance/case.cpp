@@ -97,7 +97,7 @@ void Comparer::check(const std::string& expected, const Tensor& actual) {
     const bool good = std::isfinite(a) && err <= atol + rtol * std::fabs(x);
     if (std::isfinite(a)) {
       max_abs_ = std::max(max_abs_, err);
-      if (x != 0) max_rel_ = std::max(max_rel_, err / std::fabs(x));
+      if (std::fabs(x) > atol) max_rel_ = std::max(max_rel_, err / std::fabs(x));
     }
     if (!good) {
       failure_ = str("tensor ", expected, "[", i, "] expected ", x, " got ", a,

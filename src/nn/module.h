@@ -10,6 +10,9 @@
 
 namespace xlstm {
 
+// Train enables dropout (drawn from a caller-provided Rng); Eval disables it.
+enum class Mode { Train, Eval };
+
 // A named parameter and its gradient (same shape and dtype). Names are the official
 // PyTorch state_dict() names (torch.nn.LSTM, the xlstm package, Hugging Face `xlstm`).
 struct ParamRef {
