@@ -18,6 +18,10 @@ const std::map<std::string, KindRunner>& kind_runners() {
       {"slstm_layer", run_case_slstm_layer},
       {"mlstm_kernel", run_case_mlstm_kernel},
       {"mlstm_layer", run_case_mlstm_layer},
+      {"mlstm_block", run_case_mlstm_block},
+      {"slstm_block", run_case_slstm_block},
+      {"xlstm_lm", run_case_xlstm_lm},
+      {"xlstm_lm_step", run_case_xlstm_lm_step},
   };
   return m;
 }

@@ -215,7 +215,8 @@ Tensor MLSTMLayer<T>::forward(const Tensor& x, Mode mode, Rng* rng,
   opt.chunk_size = cfg_.chunk_size;
   const bool stateful = (state_in && state_in->cell.c.defined()) || state_out;
   MlstmForm form = cfg_.form;
-  if (stateful && form == MlstmForm::Parallel) form = MlstmForm::Chunkwise;
+  if (stateful && form == MlstmForm::Parallel)
+    form = S == 1 ? MlstmForm::Recurrent : MlstmForm::Chunkwise;
   MlstmState cell_out;
   Tensor h = mlstm_forward(form, tq, tk, tv, ti, tf, opt,
                            state_in && state_in->cell.c.defined() ? &state_in->cell : nullptr,

@@ -54,7 +54,8 @@ class MLSTMLayer : public Module {
   void collect_params(const std::string& prefix, std::vector<ParamRef>& out) override;
 
   // x (B, S, D) -> y (B, S, D). state_in / state_out optional (streaming; the parallel form
-  // cannot carry a cell state, so a given state switches the call to the chunkwise form).
+  // cannot carry a cell state, so a stateful call runs the chunkwise form, or the recurrent
+  // step when S == 1).
   // Keeps what backward needs. rng is used only for dropout in Mode::Train.
   Tensor forward(const Tensor& x, Mode mode = Mode::Eval, Rng* rng = nullptr,
                  const MLSTMLayerState* state_in = nullptr, MLSTMLayerState* state_out = nullptr);
