@@ -6,5 +6,7 @@
 namespace xlstm::cli {
 
 void add_conformance(CLI::App& app, std::function<int()>& run);
+void add_train(CLI::App& app, std::function<int()>& run);
+void add_generate(CLI::App& app, std::function<int()>& run);
 
 }  // namespace xlstm::cli

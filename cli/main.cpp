@@ -13,6 +13,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", XLSTM_VERSION);
   std::function<int()> run;
   xlstm::cli::add_conformance(app, run);
+  xlstm::cli::add_train(app, run);
+  xlstm::cli::add_generate(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

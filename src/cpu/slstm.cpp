@@ -1,0 +1,324 @@
+#include "cpu/slstm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "cpu/gemm.h"
+#include "xlstm/error.h"
+
+namespace xlstm {
+
+namespace {
+
+// ---- pointwise math ---------------------------------------------------------------------------
+// double: libm (matches torch to round-off). float: polynomial forms that GCC vectorises under
+// `omp simd` (libm calls would keep the loop scalar); ~1e-7 relative, exp(0) == 1 exactly (the
+// clamp tie rule depends on it).
+template <class T> struct PwMath;
+
+template <> struct PwMath<double> {
+  static double exp(double x) { return std::exp(x); }
+  static double log1p_unit(double e) { return std::log1p(e); }
+  static double tanh(double x) { return std::tanh(x); }
+  static double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+};
+
+template <> struct PwMath<float> {
+  static inline float exp(float x) {
+    x = std::min(std::max(x, -86.0f), 88.0f);  // results stay normal floats (no denormals)
+    const float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x/ln2)
+    float r = x - k * 0.693359375f;       // Cody-Waite: ln2 = 0.693359375 - 2.12194440e-4
+    r = r + k * 2.12194440e-4f;
+    float p = 1.0f / 5040.0f;             // Taylor to r^7 on |r| <= ln2/2: < 1e-8 relative
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    const int32_t bits = ((int32_t)k + 127) << 23;
+    float scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+  }
+  // log1p(e) for e in [0, 1]: 2 atanh(s), s = e / (2 + e) <= 1/3 (no cancellation).
+  static inline float log1p_unit(float e) {
+    const float s = e / (2.0f + e), s2 = s * s;
+    float p = 1.0f / 15.0f;
+    p = p * s2 + 1.0f / 13.0f;
+    p = p * s2 + 1.0f / 11.0f;
+    p = p * s2 + 1.0f / 9.0f;
+    p = p * s2 + 1.0f / 7.0f;
+    p = p * s2 + 1.0f / 5.0f;
+    p = p * s2 + 1.0f / 3.0f;
+    p = p * s2 + 1.0f;
+    return 2.0f * s * p;
+  }
+  static inline float tanh(float x) {
+    const float a = std::fabs(x), x2 = x * x;
+    float p = 62.0f / 2835.0f;  // Taylor to x^9 below 0.25
+    p = p * x2 - 17.0f / 315.0f;
+    p = p * x2 + 2.0f / 15.0f;
+    p = p * x2 - 1.0f / 3.0f;
+    const float small = x + x * x2 * p;
+    const float t = exp(-2.0f * a);
+    const float big = (1.0f - t) / (1.0f + t);
+    return a < 0.25f ? small : (x < 0.0f ? -big : big);
+  }
+  static inline float sigmoid(float x) { return 1.0f / (1.0f + exp(-x)); }
+};
+
+constexpr int64_t kCols = 64;  // columns per block of the bias reduction
+
+// Autograd weights of the three ties, one byte per unit and step: bits 0-1 = 2 * (share of dm
+// that goes to i_raw: max(i_raw, L) gives 1, 0, or 1/2 at a tie; the all-n-zero branch 1),
+// bits 2-3 = 2 * (weight of d exp(i_raw - m) through min(., 1): 1 below 1, 1/2 at 1, 0 above),
+// bits 4-5 = the same for f.
+// (Built with float arithmetic so that the loop stays branch-free and vectorises.)
+template <class T>
+inline uint8_t tie_code(T si2, T wi2, T wf2) {
+  return (uint8_t)(int32_t)(si2 + T(4) * wi2 + T(16) * wf2);
+}
+
+// Forward pointwise of one (t, b, h) row of n units: pre-activations ir, fr, zr, orw and m(t-1)
+// in; gate values ig, fg, zt, og, sigmoid(-f_raw) sf, the tie code and m(t) out. The backward
+// reads these instead of recomputing them.
+template <class T>
+inline void compute_gates(int64_t n, const T* ir, const T* fr, const T* zr, const T* orw,
+                          const T* mprev, bool first, T* ig, T* fg, T* zt, T* og, T* sf,
+                          uint8_t* code, T* mnew) {
+  using M = PwMath<T>;
+#pragma omp simd
+  for (int64_t d = 0; d < n; ++d) {
+    const T i = ir[d], f = fr[d];
+    const T e = M::exp(-std::fabs(f));
+    const T ls = std::min(f, T(0)) - M::log1p_unit(e);  // logsigmoid(f)
+    const T rec = T(1) / (T(1) + e);
+    sf[d] = f >= T(0) ? e * rec : rec;
+    const T lm = mprev[d] + ls;
+    const T mn = first ? i : (i < lm ? lm : i);
+    const T si2 = first ? T(2) : (i > lm ? T(2) : (i < lm ? T(0) : T(1)));
+    // One of exp(i - mn), exp(lm - mn) has argument exactly 0 (mn is one of them), so one exp.
+    const bool mi = mn == i;
+    const T ex = M::exp(mi ? lm - mn : i - mn);
+    const T ei = mi ? T(1) : ex, ef = mi ? ex : T(1);
+    ig[d] = ei < T(1) ? ei : T(1);
+    fg[d] = ef < T(1) ? ef : T(1);
+    code[d] = tie_code(si2, ei < T(1) ? T(2) : (ei == T(1) ? T(1) : T(0)),
+                       ef < T(1) ? T(2) : (ef == T(1) ? T(1) : T(0)));
+    mnew[d] = mn;
+    zt[d] = M::tanh(zr[d]);
+    og[d] = M::sigmoid(orw[d]);
+  }
+}
+
+// The sequence tensors are read/written one (b, h) row of DH units per step, rows T steps apart:
+// too far apart for the hardware prefetcher, so the next step's rows are prefetched by hand.
+template <class T>
+inline void prefetch_row(const T* p, int64_t n, bool write) {
+  for (int64_t k = 0; k < n; k += 64 / (int64_t)sizeof(T)) {
+    if (write) __builtin_prefetch(p + k, 1, 3);
+    else __builtin_prefetch(p + k, 0, 3);
+  }
+}
+
+template <class T>
+bool all_zero(const T* v, int64_t n) {
+  for (int64_t k = 0; k < n; ++k)
+    if (v[k] != T(0)) return false;
+  return true;
+}
+
+// Views into states_all (4, T+1, B, H).
+template <class T>
+struct StateView {
+  T* base;
+  int64_t slot, BH;  // slot = (T+1)*B*H
+  T* y(int64_t t) const { return base + t * BH; }
+  T* c(int64_t t) const { return base + slot + t * BH; }
+  T* n(int64_t t) const { return base + 2 * slot + t * BH; }
+  T* m(int64_t t) const { return base + 3 * slot + t * BH; }
+};
+
+}  // namespace
+
+template <class T>
+void slstm_forward(const SlstmShape& s, const SlstmLayout& L, const T* x, const T* R,
+                   const T* bias, const T* state0, T* y, T* state_out, SlstmCache<T>& cache) {
+  const int64_t B = s.B, Tn = s.T, NH = s.NH, DH = s.DH, H = s.H(), BH = B * H, G = 4 * H;
+  cache.shape = s;
+  cache.states.resize((size_t)(4 * (Tn + 1) * BH));
+  cache.gates.resize((size_t)(Tn * B * G));
+  cache.sgf.resize((size_t)(Tn * BH));
+  cache.code.resize((size_t)(Tn * BH));
+  cache.raw.resize((size_t)(B * G));
+  StateView<T> st{cache.states.data(), (Tn + 1) * BH, BH};
+  for (int k = 0; k < 4; ++k) {
+    T* dst = st.base + k * st.slot;
+    if (state0) std::memcpy(dst, state0 + k * BH, sizeof(T) * BH);
+    else std::fill(dst, dst + BH, T(0));
+  }
+  T* raw = cache.raw.data();  // (B, NH, 4, DH) pre-activations of the current step
+
+  for (int64_t t = 0; t < Tn; ++t) {
+    const T* yp = st.y(t);
+    for (int64_t h = 0; h < NH; ++h)  // Ry per head: (B, 4DH) = y_h (B, DH) . R_h^T
+      gemm<T>(Trans::N, Trans::T, B, 4 * DH, DH, T(1), yp + h * DH, H, R + h * 4 * DH * DH, DH,
+              T(0), raw + h * 4 * DH, G);
+    const bool first = all_zero(st.n(t), BH);
+    const T *cp = st.c(t), *np = st.n(t), *mp = st.m(t);
+    T *yo = st.y(t + 1), *co = st.c(t + 1), *no = st.n(t + 1), *mo = st.m(t + 1);
+    T* gates = cache.gates.data() + t * B * G;
+    T* sgf = cache.sgf.data() + t * BH;
+    uint8_t* code = cache.code.data() + t * BH;
+#pragma omp parallel for schedule(static) if (BH >= 4096)
+    for (int64_t r = 0; r < B * NH; ++r) {
+      const int64_t b = r / NH, h = r % NH, o = b * H + h * DH;
+      T* rr = raw + r * 4 * DH;
+      const T* xr = x + b * L.x_b + t * L.x_t + h * DH;
+      T* yr = y + b * L.y_b + t * L.y_t + h * L.y_h;
+      if (t + 1 < Tn) {
+        for (int64_t g = 0; g < 4; ++g) prefetch_row(xr + L.x_t + g * L.x_g, DH, false);
+        prefetch_row(yr + L.y_t, DH, true);
+      }
+      for (int64_t g = 0; g < 4; ++g) {  // raw = (Wx + Ry) + b, the official order
+        T* dst = rr + g * DH;
+        const T* xs = xr + g * L.x_g;
+        const T* bs = bias + g * H + h * DH;
+#pragma omp simd
+        for (int64_t d = 0; d < DH; ++d) dst[d] = (xs[d] + dst[d]) + bs[d];
+      }
+      T* gr = gates + r * 4 * DH;
+      T *ig = gr, *fg = gr + DH, *zt = gr + 2 * DH, *og = gr + 3 * DH;
+      compute_gates(DH, rr, rr + DH, rr + 2 * DH, rr + 3 * DH, mp + o, first, ig, fg, zt, og,
+                    sgf + o, code + o, mo + o);
+#pragma omp simd
+      for (int64_t d = 0; d < DH; ++d) {
+        const T c = fg[d] * cp[o + d] + ig[d] * zt[d];
+        const T nn = fg[d] * np[o + d] + ig[d];
+        const T yv = (og[d] * c) / nn;
+        co[o + d] = c;
+        no[o + d] = nn;
+        yo[o + d] = yv;
+        yr[d] = yv;
+      }
+    }
+  }
+  if (state_out)
+    for (int k = 0; k < 4; ++k)
+      std::memcpy(state_out + k * BH, st.base + k * st.slot + Tn * BH, sizeof(T) * BH);
+  cache.valid = true;
+}
+
+template <class T>
+void slstm_backward(const SlstmShape& s, const SlstmLayout& L, const T* R, const T* dy,
+                    const T* dstate_out, T* dx, T* dR, T* dbias, T* dstate0,
+                    SlstmCache<T>& cache) {
+  const int64_t B = s.B, Tn = s.T, NH = s.NH, DH = s.DH, H = s.H(), BH = B * H, G = 4 * H;
+  XLSTM_ASSERT(cache.valid && cache.shape.B == B && cache.shape.T == Tn && cache.shape.NH == NH &&
+               cache.shape.DH == DH);
+  cache.draw.resize((size_t)(Tn * B * G));
+  cache.carry.resize((size_t)(4 * BH));
+  StateView<T> st{cache.states.data(), (Tn + 1) * BH, BH};
+  T* dyr = cache.carry.data();  // d y(t) from step t+1's recurrence
+  T* dc = dyr + BH;             // d c(t), d n(t), d m(t) from step t+1
+  T* dn = dc + BH;
+  T* dm = dn + BH;
+  if (dstate_out) std::memcpy(dyr, dstate_out, sizeof(T) * 4 * BH);
+  else std::fill(dyr, dyr + 4 * BH, T(0));
+
+  for (int64_t t = Tn - 1; t >= 0; --t) {
+    const T* gates = cache.gates.data() + t * B * G;
+    const T* sgf = cache.sgf.data() + t * BH;
+    const uint8_t* code = cache.code.data() + t * BH;
+    T* draw = cache.draw.data() + t * B * G;
+    const T *cp = st.c(t), *np = st.n(t);
+    const T *yv = st.y(t + 1), *cv = st.c(t + 1), *nv = st.n(t + 1);
+#pragma omp parallel for schedule(static) if (BH >= 4096)
+    for (int64_t r = 0; r < B * NH; ++r) {
+      const int64_t b = r / NH, h = r % NH, o = b * H + h * DH;
+      const T* gr = gates + r * 4 * DH;
+      const T *ig = gr, *fg = gr + DH, *zt = gr + 2 * DH, *og = gr + 3 * DH;
+      T* dr = draw + r * 4 * DH;
+      const T* dyo = dy ? dy + b * L.y_b + t * L.y_t + h * L.y_h : nullptr;
+      T* dxr = dx + b * L.x_b + t * L.x_t + h * DH;
+      T *dxi = dxr, *dxf = dxr + L.x_g, *dxz = dxr + 2 * L.x_g, *dxo = dxr + 3 * L.x_g;
+      if (t > 0) {
+        for (int64_t g = 0; g < 4; ++g) prefetch_row(dxr - L.x_t + g * L.x_g, DH, true);
+        if (dyo) prefetch_row(dyo - L.y_t, DH, false);
+      }
+#pragma omp simd
+      for (int64_t d = 0; d < DH; ++d) {
+        const int64_t k = o + d;
+        const int cd = code[k];
+        const T si = T(0.5) * T(cd & 3), wi = T(0.5) * T((cd >> 2) & 3),
+                wf = T(0.5) * T((cd >> 4) & 3);
+        const T ai = wi == T(1) ? ig[d] : wi;  // d min(exp(a), 1) / da
+        const T af = wf == T(1) ? fg[d] : wf;
+        const T dyt = (dyo ? dyo[d] : T(0)) + dyr[k];
+        const T dq = dyt / nv[k];  // y = (o c) / n
+        const T dog = dq * cv[k];
+        const T dct = dc[k] + dq * og[d];
+        const T dnt = dn[k] - dq * yv[k];
+        const T dfg = dct * cp[k] + dnt * np[k];
+        const T dig = dct * zt[d] + dnt;
+        const T gi = dig * ai, gf = dfg * af;
+        const T dmn = dm[k] - gi - gf;
+        const T dL = gf + (T(1) - si) * dmn;  // L = m(t-1) + logsigmoid(f_raw)
+        const T di = gi + si * dmn, df = dL * sgf[k];
+        const T dz = dct * ig[d] * (T(1) - zt[d] * zt[d]);
+        const T dO = dog * og[d] * (T(1) - og[d]);
+        dr[d] = dxi[d] = di;
+        dr[DH + d] = dxf[d] = df;
+        dr[2 * DH + d] = dxz[d] = dz;
+        dr[3 * DH + d] = dxo[d] = dO;
+        dc[k] = dct * fg[d];
+        dn[k] = dnt * fg[d];
+        dm[k] = dL;
+      }
+    }
+    if (t > 0 || dstate0)  // d y(t-1) = sum_h draw_h (B, 4DH) . R_h (4DH, DH)
+      for (int64_t h = 0; h < NH; ++h)
+        gemm<T>(Trans::N, Trans::N, B, DH, 4 * DH, T(1), draw + h * 4 * DH, G, R + h * 4 * DH * DH,
+                DH, T(0), dyr + h * DH, H);
+  }
+  if (dstate0) std::memcpy(dstate0, dyr, sizeof(T) * 4 * BH);
+
+  // dR_h (4DH, DH) += draw_h^T (4DH, T*B) . y_prev_h (T*B, DH): one GEMM per head over all steps.
+  const T* yprev = st.y(0);
+  for (int64_t h = 0; h < NH; ++h)
+    gemm<T>(Trans::T, Trans::N, 4 * DH, DH, Tn * B, T(1), cache.draw.data() + h * 4 * DH, G,
+            yprev + h * DH, H, T(1), dR + h * 4 * DH * DH, DH);
+
+  // dbias[g*H + h*DH + d] += sum over (t, b) of draw[.., h, g, d]; columns in parallel, rows in
+  // order (deterministic).
+  const int64_t rows = Tn * B;
+  const T* dr = cache.draw.data();
+#pragma omp parallel for schedule(static) if (rows * G >= 65536)
+  for (int64_t col = 0; col < G; col += kCols) {
+    const int64_t n = std::min(kCols, G - col);
+    double acc[kCols] = {};
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* src = dr + r * G + col;
+#pragma omp simd
+      for (int64_t k = 0; k < n; ++k) acc[k] += (double)src[k];
+    }
+    for (int64_t k = 0; k < n; ++k) {
+      const int64_t c = col + k, h = c / (4 * DH), g = (c / DH) % 4, d = c % DH;
+      dbias[g * H + h * DH + d] += (T)acc[k];
+    }
+  }
+}
+
+#define XLSTM_INST(T)                                                                          \
+  template void slstm_forward<T>(const SlstmShape&, const SlstmLayout&, const T*, const T*,      \
+                                 const T*, const T*, T*, T*, SlstmCache<T>&);                    \
+  template void slstm_backward<T>(const SlstmShape&, const SlstmLayout&, const T*, const T*,     \
+                                  const T*, T*, T*, T*, T*, SlstmCache<T>&);
+XLSTM_INST(float)
+XLSTM_INST(double)
+#undef XLSTM_INST
+
+}  // namespace xlstm

@@ -1,0 +1,143 @@
+#include "train/checkpoint.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "io/atomic_file.h"
+#include "io/json_config.h"
+#include "io/safetensors.h"
+
+namespace xlstm {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool exists(const std::string& p) {
+  std::error_code ec;
+  return fs::exists(p, ec);
+}
+
+std::map<std::string, Tensor> read_all(const std::string& path) {
+  SafeTensorsFile f(path);
+  std::map<std::string, Tensor> r;
+  for (auto& n : f.names()) r[n] = f.get(n).clone();  // own the memory: the file may be replaced
+  return r;
+}
+
+void fsync_dir(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+}  // namespace
+
+Tensor rng_state_tensor(const Rng& rng) {
+  const Rng::State s = rng.state();
+  std::vector<int64_t> v(6);
+  for (int i = 0; i < 4; ++i) std::memcpy(&v[(size_t)i], &s.s[i], 8);
+  std::memcpy(&v[4], &s.spare, 8);
+  v[5] = s.has_spare ? 1 : 0;
+  return Tensor::from<int64_t>({6}, v);
+}
+
+void load_rng_state(Rng& rng, const Tensor& t, const std::string& where) {
+  XLSTM_CHECK(t.defined() && t.dtype() == DType::I64 && t.shape() == Shape{6}, ValueError, where,
+              ": rng state must be I64 (6)");
+  const int64_t* v = t.data<int64_t>();
+  Rng::State s;
+  for (int i = 0; i < 4; ++i) std::memcpy(&s.s[i], &v[i], 8);
+  XLSTM_CHECK((v[5] == 0 || v[5] == 1) && (s.s[0] | s.s[1] | s.s[2] | s.s[3]), ValueError, where,
+              ": rng state is corrupt");
+  std::memcpy(&s.spare, &v[4], 8);
+  s.has_spare = v[5] == 1;
+  rng.set_state(s);
+}
+
+void save_checkpoint(const std::string& dir, const Checkpoint& ck) {
+  std::error_code ec;
+  const std::string tmp = dir + ".tmp." + std::to_string(::getpid());
+  fs::remove_all(tmp, ec);
+  XLSTM_CHECK(fs::create_directories(tmp, ec) && !ec, IoError, tmp, ": cannot create directory (",
+              ec.message(), ")");
+  try {
+    nlohmann::json cfg = ck.config;
+    cfg["format"] = "xlstm-checkpoint";
+    cfg["version"] = 1;
+    write_file_atomic(tmp + "/config.json", cfg.dump(2) + "\n");
+    ck.vocab.save(tmp + "/vocab.json");
+    save_safetensors(tmp + "/model.safetensors", ck.model);
+    if (!ck.optim.empty()) save_safetensors(tmp + "/optimizer.safetensors", ck.optim);
+    write_file_atomic(tmp + "/state.json", ck.state.dump(2) + "\n");
+    fsync_dir(tmp);
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+  const std::string old = dir + ".old";
+  fs::remove_all(old, ec);
+  if (exists(dir)) {
+    fs::rename(dir, old, ec);
+    XLSTM_CHECK(!ec, IoError, dir, ": cannot move the previous checkpoint aside (", ec.message(), ")");
+  }
+  fs::rename(tmp, dir, ec);
+  XLSTM_CHECK(!ec, IoError, dir, ": cannot rename the new checkpoint into place (", ec.message(), ")");
+  fsync_dir(fs::path(dir).parent_path().empty() ? "." : fs::path(dir).parent_path().string());
+  fs::remove_all(old, ec);
+}
+
+Checkpoint load_checkpoint(const std::string& dir_in, bool with_optimizer) {
+  std::string dir = dir_in;
+  if (!exists(dir) && exists(dir + ".old")) dir += ".old";
+  XLSTM_CHECK(fs::is_directory(dir), IoError, dir_in, ": checkpoint directory not found");
+  Checkpoint ck;
+  for (const char* f : {"config.json", "vocab.json", "model.safetensors", "state.json"})
+    XLSTM_CHECK(exists(dir + "/" + f), IoError, dir, "/", f,
+                ": missing (not a complete checkpoint directory)");
+  ck.config = json_cfg::read_file(dir + "/config.json");
+  const std::string cw = dir + "/config.json";
+  XLSTM_CHECK(ck.config.is_object() && ck.config.value("format", "") == "xlstm-checkpoint", ValueError,
+              cw, ": field 'format' must be \"xlstm-checkpoint\"");
+  XLSTM_CHECK(ck.config.contains("model") && ck.config["model"].is_object(), ValueError, cw,
+              ": missing field 'model'");
+  ck.vocab = Vocab::load(dir + "/vocab.json");
+  ck.model = read_all(dir + "/model.safetensors");
+  ck.state = json_cfg::read_file(dir + "/state.json");
+  XLSTM_CHECK(ck.state.is_object(), ValueError, dir, "/state.json: expected a JSON object");
+  if (with_optimizer) {
+    XLSTM_CHECK(exists(dir + "/optimizer.safetensors"), IoError, dir,
+                "/optimizer.safetensors: missing (this checkpoint cannot resume training)");
+    ck.optim = read_all(dir + "/optimizer.safetensors");
+  }
+  return ck;
+}
+
+std::string resolve_checkpoint_dir(const std::string& path) {
+  for (const std::string& d : {path, path + "/best", path + "/checkpoint"})
+    if (exists(d + "/model.safetensors") || exists(d + ".old/model.safetensors")) return d;
+  throw IoError(str(path, ": no checkpoint here (looked for model.safetensors in ", path, ", ",
+                    path, "/best and ", path, "/checkpoint)"));
+}
+
+LoadedModel load_model(const std::string& path) {
+  LoadedModel r;
+  r.dir = resolve_checkpoint_dir(path);
+  Checkpoint ck = load_checkpoint(r.dir, false);
+  r.config = ck.config;
+  r.vocab = ck.vocab;
+  const std::string cw = r.dir + "/config.json";
+  r.model = make_language_model(ck.config["model"], cw);
+  XLSTM_CHECK(r.model->vocab_size() == r.vocab.size(), ValueError, cw, ": model vocab_size ",
+              r.model->vocab_size(), " does not match vocab.json's ", r.vocab.size(), " symbols");
+  r.model->load_params(ck.model, r.dir + "/model.safetensors");
+  return r;
+}
+
+}  // namespace xlstm
