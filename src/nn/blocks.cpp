@@ -177,6 +177,7 @@ Tensor XLSTMBlock<T>::forward(const Tensor& x, Mode mode, Rng* rng, const BlockS
                         state_out ? &state_out->mlstm : nullptr);
   } else {
     slstm_->set_mode(mode == Mode::Train ? SLSTMLayer<T>::Mode::Train : SLSTMLayer<T>::Mode::Eval);
+    slstm_->set_dropout_rng(rng);
     auto o = slstm_->forward(xn, state_in ? state_in->slstm : SLSTMLayerState{});
     h = o.output;
     if (state_out) state_out->slstm = o.state;

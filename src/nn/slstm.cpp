@@ -326,7 +326,8 @@ void SLSTMLayer<T>::run_forward(int64_t B, int64_t S, const T* x, const T* conv0
   if (dropped_) {
     yd_.resize((size_t)ND);
     mask_.resize((size_t)ND);
-    dropout_forward<T>(ND, cfg_.dropout, rng_, y_.data(), yd_.data(), mask_.data());
+    dropout_forward<T>(ND, cfg_.dropout, ext_rng_ ? *ext_rng_ : rng_, y_.data(), yd_.data(),
+                      mask_.data());
     yn = yd_.data();
   }
   mean_.resize((size_t)(N * NH));

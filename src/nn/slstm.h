@@ -116,6 +116,9 @@ class SLSTMLayer : public Module {
   explicit SLSTMLayer(const SLSTMLayerConfig& cfg, uint64_t dropout_seed = 0);
   const SLSTMLayerConfig& config() const { return cfg_; }
   void set_mode(Mode m) { mode_ = m; }
+  // Draw dropout masks from `rng` (owned by the caller, e.g. a trainer that checkpoints it)
+  // instead of the layer's own generator; nullptr restores the layer's own.
+  void set_dropout_rng(Rng* rng) { ext_rng_ = rng; }
   // sLSTMLayer.reset_parameters: cell as above, group norm 0, gates small_init
   // N(0, sqrt(2/(5 D))); conv like torch's Conv1d default, U(±1/sqrt(K)) for weight and bias.
   void reset_parameters(Rng& rng);
@@ -155,6 +158,7 @@ class SLSTMLayer : public Module {
   Mode mode_ = Mode::Train;
   bool dropped_ = false;  // the last forward applied dropout (mask_ valid)
   Rng rng_;
+  Rng* ext_rng_ = nullptr;
   // forward cache (B*S rows); buffers grow only
   int64_t B_ = 0, S_ = 0;
   Tensor x_, conv0_;  // handles of the forward inputs

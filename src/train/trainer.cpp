@@ -329,9 +329,9 @@ TrainResult train_language_model(const TrainConfig& cfg_in, json model_config, b
     if (r.step % r.cfg.log_every == 0 || do_eval) {
       MetricRow row = {{"step", r.step}, {"loss", loss_avg / (double)loss_n}, {"lr", lr},
                        {"grad_norm", cr.norm}, {"tokens_per_s", tps}, {"elapsed_s", el}};
+      double vl = std::nan("");
       if (do_eval && has_val) {
-        r.last_val = evaluate(r);
-        row.push_back({"val_loss", r.last_val});
+        r.last_val = vl = evaluate(r);
         if (r.best_val < 0 || r.last_val < r.best_val) {
           r.best_val = r.last_val;
           r.bad_evals = 0;
@@ -342,6 +342,7 @@ TrainResult train_language_model(const TrainConfig& cfg_in, json model_config, b
         }
         pr.eval = true;
       }
+      row.push_back({"val_loss", vl});
       pr.val_loss = r.last_val;
       pr.best_val = r.best_val;
       metrics.log(row);
