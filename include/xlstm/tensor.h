@@ -30,6 +30,8 @@ class Tensor {
   Tensor() = default;
   // Zero-initialised tensor on `device` (only CPU allocates here).
   Tensor(Shape shape, DType dtype, Device device = Device::CPU);
+  // Uninitialised tensor (every element must be written before it is read): for outputs.
+  static Tensor empty(Shape shape, DType dtype);
   // A view of memory owned by `owner` (e.g. an mmapped file). No copy.
   static Tensor wrap(Shape shape, DType dtype, std::shared_ptr<void> owner, void* data);
   template <class T>
@@ -69,6 +71,7 @@ class Tensor {
 
  private:
   void check_dtype(DType want) const;
+  void allocate();  // storage for numel_ elements of dtype_, uninitialised
   Shape shape_;
   int64_t numel_ = 0;
   DType dtype_ = DType::F32;

@@ -14,7 +14,7 @@ namespace {
 // reuse already-touched pages instead of faulting in new ones every call.
 struct KeepFreedMemory {
   KeepFreedMemory() {
-    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's maximum (larger values are rejected)
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
     mallopt(M_TOP_PAD, 64 << 20);
   }
@@ -59,16 +59,27 @@ int64_t shape_numel(const Shape& s) {
   return n;
 }
 
-Tensor::Tensor(Shape shape, DType dtype, Device device)
-    : shape_(std::move(shape)), numel_(shape_numel(shape_)), dtype_(dtype), device_(device) {
+Tensor::Tensor(Shape shape, DType dtype, Device device) : Tensor(empty(std::move(shape), dtype)) {
   XLSTM_CHECK(device == Device::CPU, NotImplementedError,
               "[Tensor] CUDA tensors are not available in this build");
+  if (nbytes()) std::memset(data_, 0, nbytes());
+}
+
+Tensor Tensor::empty(Shape shape, DType dtype) {
+  Tensor t;
+  t.shape_ = std::move(shape);
+  t.numel_ = shape_numel(t.shape_);
+  t.dtype_ = dtype;
+  t.allocate();
+  return t;
+}
+
+void Tensor::allocate() {
   size_t bytes = nbytes();
   size_t alloc = ((bytes + 63) / 64) * 64;
   if (alloc == 0) alloc = 64;
   void* p = std::aligned_alloc(64, alloc);
   if (!p) throw std::bad_alloc();
-  std::memset(p, 0, alloc);
   owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
   data_ = p;
 }
@@ -124,7 +135,7 @@ std::vector<double> Tensor::to_f64() const {
 
 Tensor Tensor::to(DType dt) const {
   if (dt == dtype_) return clone();
-  Tensor r(shape_, dt);
+  Tensor r = empty(shape_, dt);
   const bool int_src = dtype_ == DType::I32 || dtype_ == DType::I64;
   for (int64_t i = 0; i < numel_; ++i) {
     if (int_src && dt == DType::I64) {
@@ -144,7 +155,7 @@ Tensor Tensor::to(DType dt) const {
 }
 
 Tensor Tensor::clone() const {
-  Tensor r(shape_, dtype_);
+  Tensor r = empty(shape_, dtype_);
   if (nbytes()) std::memcpy(r.data_, data_, nbytes());
   return r;
 }

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "cpu/fastmath.h"
+
 namespace xlstm {
 
 namespace {
@@ -20,7 +22,7 @@ inline T gelu_grad(T x) {
 // One loop per activation so that each inner loop is a straight elementwise map.
 template <class T, class F>
 void map(int64_t n, F f) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) f(i);
 }
 
@@ -32,9 +34,9 @@ void act_forward(Act a, int64_t n, const T* x, T* y) {
     case Act::Identity:
       if (x != y) std::copy(x, x + n, y);
       return;
-    case Act::Sigmoid: map<T>(n, [&](int64_t i) { y[i] = sigmoid(x[i]); }); return;
-    case Act::Tanh: map<T>(n, [&](int64_t i) { y[i] = std::tanh(x[i]); }); return;
-    case Act::SiLU: map<T>(n, [&](int64_t i) { y[i] = x[i] * sigmoid(x[i]); }); return;
+    case Act::Sigmoid: map<T>(n, [&](int64_t i) { y[i] = PwMath<T>::sigmoid(x[i]); }); return;
+    case Act::Tanh: map<T>(n, [&](int64_t i) { y[i] = PwMath<T>::tanh(x[i]); }); return;
+    case Act::SiLU: map<T>(n, [&](int64_t i) { y[i] = x[i] * PwMath<T>::sigmoid(x[i]); }); return;
     case Act::GELU:
       map<T>(n, [&](int64_t i) {
         y[i] = T(0.5) * x[i] * (T(1) + std::erf(x[i] * T(0.70710678118654752440)));
@@ -52,7 +54,7 @@ void act_backward(Act a, int64_t n, const T* x, const T* dy, T* dx) {
       return;
     case Act::Sigmoid:
       map<T>(n, [&](int64_t i) {
-        const T s = sigmoid(x[i]);
+        const T s = PwMath<T>::sigmoid(x[i]);
         dx[i] = dy[i] * s * (T(1) - s);
       });
       return;
@@ -64,7 +66,7 @@ void act_backward(Act a, int64_t n, const T* x, const T* dy, T* dx) {
       return;
     case Act::SiLU:
       map<T>(n, [&](int64_t i) {
-        const T s = sigmoid(x[i]);
+        const T s = PwMath<T>::sigmoid(x[i]);
         dx[i] = dy[i] * s * (T(1) + x[i] * (T(1) - s));
       });
       return;

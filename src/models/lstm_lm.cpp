@@ -86,7 +86,7 @@ Tensor LSTMLM::run(const Tensor& ids, Mode mode, Rng* rng, const Tensor& h0, con
   B_ = B;
   S_ = S;
   ids_.assign(ids.data<int64_t>(), ids.data<int64_t>() + N);
-  Tensor x({B, S, E}, DType::F32);
+  Tensor x = Tensor::empty({B, S, E}, DType::F32);
   embedding_forward<float>(N, V, E, ids_.data(), w_emb_.data<float>(), x.data<float>());
   const LstmMode lm = mode == Mode::Train ? LstmMode::Train : LstmMode::Eval;
   auto o = lstm_.forward(x, h0, c0, lm, rng);
@@ -97,7 +97,7 @@ Tensor LSTMLM::run(const Tensor& ids, Mode mode, Rng* rng, const Tensor& h0, con
     mask_.resize((size_t)(N * H));
     dropout_forward<float>(N * H, cfg_.dropout, *rng, hid_.data(), hid_.data(), mask_.data());
   }
-  Tensor logits({B, S, V}, DType::F32);
+  Tensor logits = Tensor::empty({B, S, V}, DType::F32);
   linear_forward<float>(N, H, V, hid_.data(), w_head_.data<float>(), b_head_.data<float>(),
                         logits.data<float>());
   if (h_n) *h_n = o.h_n;
@@ -114,7 +114,7 @@ void LSTMLM::backward(const Tensor& dlogits) {
   const int64_t N = B_ * S_, E = cfg_.embedding_dim, H = cfg_.hidden_size, V = cfg_.vocab_size;
   XLSTM_CHECK(dlogits.shape() == Shape({B_, S_, V}), ValueError, "[lstm_lm] dlogits must be ",
               shape_str({B_, S_, V}), ", got ", shape_str(dlogits.shape()));
-  Tensor dh({B_, S_, H}, DType::F32);
+  Tensor dh = Tensor::empty({B_, S_, H}, DType::F32);
   linear_backward<float>(N, H, V, hid_.data(), w_head_.data<float>(), dlogits.data<float>(),
                          dh.data<float>(), dw_head_.data<float>(), db_head_.data<float>());
   if (!mask_.empty()) dropout_backward<float>(N * H, mask_.data(), dh.data<float>(), dh.data<float>());
@@ -136,7 +136,7 @@ Tensor LSTMLM::prefill(const Tensor& ids, LMState& state) {
   s.h = h_n;
   s.c = c_n;
   const int64_t B = ids.dim(0), S = ids.dim(1), V = cfg_.vocab_size;
-  Tensor last({B, V}, DType::F32);
+  Tensor last = Tensor::empty({B, V}, DType::F32);
   for (int64_t b = 0; b < B; ++b)
     std::memcpy(last.data<float>() + b * V, logits.data<float>() + (b * S + S - 1) * V,
                 sizeof(float) * V);
@@ -148,10 +148,10 @@ Tensor LSTMLM::step(const Tensor& ids, LMState& state) {
   XLSTM_CHECK(ids.ndim() == 1 && ids.dtype() == DType::I64, ValueError,
               "[lstm_lm.step] ids must be (B) int64");
   const int64_t B = ids.dim(0), E = cfg_.embedding_dim, H = cfg_.hidden_size, V = cfg_.vocab_size;
-  Tensor x({B, E}, DType::F32);
+  Tensor x = Tensor::empty({B, E}, DType::F32);
   embedding_forward<float>(B, V, E, ids.data<int64_t>(), w_emb_.data<float>(), x.data<float>());
   lstm_.step(x, s.h, s.c);
-  Tensor logits({B, V}, DType::F32);
+  Tensor logits = Tensor::empty({B, V}, DType::F32);
   const float* top = s.h.data<float>() + (cfg_.num_layers - 1) * B * H;
   linear_forward<float>(B, H, V, top, w_head_.data<float>(), b_head_.data<float>(),
                         logits.data<float>());

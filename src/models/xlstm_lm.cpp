@@ -65,7 +65,7 @@ Tensor XLSTMLM<T>::forward(const Tensor& ids, Mode mode, Rng* rng, const XLSTMLM
   S_ = S;
   const DType dt = DTypeOf<T>::value;
   ids_.assign(ids.data<int64_t>(), ids.data<int64_t>() + N);
-  Tensor x({B, S, D_}, dt);
+  Tensor x = Tensor::empty({B, S, D_}, dt);
   embedding_forward<T>(N, V_, D_, ids_.data(), w_emb_.data<T>(), x.data<T>());
   emb_mask_.clear();
   if (mode == Mode::Train && cfg_.add_embedding_dropout && cfg_.dropout > 0) {
@@ -89,7 +89,7 @@ Tensor XLSTMLM<T>::forward(const Tensor& ids, Mode mode, Rng* rng, const XLSTMLM
                          NormScale::OnePlusWeight, xn_.data(), mean_.data(), rstd_.data());
     hin = xn_.data();
   }
-  Tensor logits({B, S, V_}, dt);
+  Tensor logits = Tensor::empty({B, S, V_}, dt);
   const Tensor& head = w_head_.defined() ? w_head_ : w_emb_;
   linear_forward<T>(N, D_, V_, hin, head.data<T>(), nullptr, logits.data<T>());
   return logits;
@@ -105,7 +105,7 @@ void XLSTMLM<T>::backward(const Tensor& dlogits) {
   const DType dt = DTypeOf<T>::value;
   const bool tied = !w_head_.defined();
   const T* hin = w_post_.defined() ? xn_.data() : xlast_.data();
-  Tensor dx({B_, S_, D_}, dt);
+  Tensor dx = Tensor::empty({B_, S_, D_}, dt);
   std::vector<T> dh((size_t)(N * D_));
   linear_backward<T>(N, D_, V_, hin, tied ? w_emb_.data<T>() : w_head_.data<T>(),
                      dlogits.data<T>(), dh.data(), tied ? dw_emb_.data<T>() : dw_head_.data<T>(),

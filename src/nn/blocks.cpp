@@ -166,7 +166,7 @@ Tensor XLSTMBlock<T>::forward(const Tensor& x, Mode mode, Rng* rng, const BlockS
   S_ = S;
   const DType dt = DTypeOf<T>::value;
   x_.assign(x.data<T>(), x.data<T>() + N * D_);
-  Tensor xn({B, S, D_}, dt);
+  Tensor xn = Tensor::empty({B, S, D_}, dt);
   mean_.resize((size_t)N);
   rstd_.resize((size_t)N);
   layernorm_forward<T>(N, D_, x_.data(), w_norm_.data<T>(), nullptr, 1e-5, NormScale::OnePlusWeight,
@@ -182,7 +182,7 @@ Tensor XLSTMBlock<T>::forward(const Tensor& x, Mode mode, Rng* rng, const BlockS
     h = o.output;
     if (state_out) state_out->slstm = o.state;
   }
-  Tensor y({B, S, D_}, dt);
+  Tensor y = Tensor::empty({B, S, D_}, dt);
   T* yp = y.data<T>();
   const T* hp = h.data<T>();
   for (int64_t e = 0; e < N * D_; ++e) yp[e] = x_[e] + hp[e];
@@ -220,7 +220,7 @@ Tensor XLSTMBlock<T>::backward(const Tensor& dy) {
   Tensor dxn;
   if (mlstm_) dxn = mlstm_->backward(dh);
   else dxn = slstm_->backward(dh).input;
-  Tensor dx({B_, S_, D_}, dt);
+  Tensor dx = Tensor::empty({B_, S_, D_}, dt);
   layernorm_backward<T>(N, D_, x_.data(), w_norm_.data<T>(), NormScale::OnePlusWeight, mean_.data(),
                         rstd_.data(), dxn.data<T>(), dx.data<T>(), dw_norm_.data<T>(), nullptr);
   T* dxp = dx.data<T>();

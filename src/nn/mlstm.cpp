@@ -161,7 +161,8 @@ Tensor MLSTMLayer<T>::forward(const Tensor& x, Mode mode, Rng* rng,
   B_ = B;
   S_ = S;
   x_.assign(x.data<T>(), x.data<T>() + N * D_);
-  std::vector<T> up((size_t)(N * 2 * I));
+  std::vector<T>& up = sc_up_;
+  up.resize((size_t)(N * 2 * I));
   linear_forward<T>(N, D_, 2 * I, x_.data(), w_up_.data<T>(), ptr_or_null<T>(b_up_), up.data());
   xm_.resize((size_t)(N * I));
   z_.resize((size_t)(N * I));
@@ -188,7 +189,12 @@ Tensor MLSTMLayer<T>::forward(const Tensor& x, Mode mode, Rng* rng,
   xc_.resize((size_t)(N * I));
   act_forward<T>(Act::SiLU, N * I, xcpre_.data(), xc_.data());
   // q, k, v and the gate input cat(q, k, v)
-  std::vector<T> q((size_t)(N * I)), k((size_t)(N * I)), v((size_t)(N * I));
+  std::vector<T>& q = sc_q_;
+  q.resize((size_t)(N * I));
+  std::vector<T>& k = sc_k_;
+  k.resize((size_t)(N * I));
+  std::vector<T>& v = sc_v_;
+  v.resize((size_t)(N * I));
   headwise_forward<T>(N, NP_, BS_, BS_, xc_.data(), w_q_.data<T>(), ptr_or_null<T>(b_q_), q.data());
   headwise_forward<T>(N, NP_, BS_, BS_, xc_.data(), w_k_.data<T>(), ptr_or_null<T>(b_k_), k.data());
   headwise_forward<T>(N, NP_, BS_, BS_, xm_.data(), w_v_.data<T>(), ptr_or_null<T>(b_v_), v.data());
@@ -198,13 +204,17 @@ Tensor MLSTMLayer<T>::forward(const Tensor& x, Mode mode, Rng* rng,
     std::memcpy(&qkv_[r * 3 * I + I], &k[r * I], sizeof(T) * I);
     std::memcpy(&qkv_[r * 3 * I + 2 * I], &v[r * I], sizeof(T) * I);
   }
-  std::vector<T> ig((size_t)(N * NH_)), fg((size_t)(N * NH_));
+  std::vector<T>& ig = sc_ig_;
+  ig.resize((size_t)(N * NH_));
+  std::vector<T>& fg = sc_fg_;
+  fg.resize((size_t)(N * NH_));
   linear_forward<T>(N, 3 * I, NH_, qkv_.data(), w_ig_.data<T>(), b_ig_.data<T>(), ig.data());
   linear_forward<T>(N, 3 * I, NH_, qkv_.data(), w_fg_.data<T>(), b_fg_.data<T>(), fg.data());
   // to the kernel layout (B, NH, S, DH) / (B, NH, S)
   const DType dt = DTypeOf<T>::value;
-  Tensor tq({B, NH_, S, DH_}, dt), tk({B, NH_, S, DH_}, dt), tv({B, NH_, S, DH_}, dt);
-  Tensor ti({B, NH_, S}, dt), tf({B, NH_, S}, dt);
+  Tensor tq = Tensor::empty({B, NH_, S, DH_}, dt), tk = Tensor::empty({B, NH_, S, DH_}, dt),
+         tv = Tensor::empty({B, NH_, S, DH_}, dt);
+  Tensor ti = Tensor::empty({B, NH_, S}, dt), tf = Tensor::empty({B, NH_, S}, dt);
   bsnd_to_bnsd<T>(B, S, NH_, DH_, q.data(), tq.data<T>());
   bsnd_to_bnsd<T>(B, S, NH_, DH_, k.data(), tk.data<T>());
   bsnd_to_bnsd<T>(B, S, NH_, DH_, v.data(), tv.data<T>());
@@ -236,7 +246,7 @@ Tensor MLSTMLayer<T>::forward(const Tensor& x, Mode mode, Rng* rng,
       const T zz = z_[e];
       pre_[e] = (hn_[e] + sk[j] * xc_[e]) * (zz * sigmoid(zz));
     }
-  Tensor y({B, S, D_}, dt);
+  Tensor y = Tensor::empty({B, S, D_}, dt);
   linear_forward<T>(N, I, D_, pre_.data(), w_down_.data<T>(), ptr_or_null<T>(b_down_), y.data<T>());
   mask_.clear();
   if (mode == Mode::Train && cfg_.dropout > 0) {
@@ -258,13 +268,20 @@ Tensor MLSTMLayer<T>::backward(const Tensor& dy_in) {
   XLSTM_CHECK(dy_in.shape() == Shape({B, S, D_}), ValueError, "[mlstm_layer] dy must be ",
               shape_str({B, S, D_}), ", got ", shape_str(dy_in.shape()));
   const DType dt = DTypeOf<T>::value;
-  std::vector<T> dy(dy_in.data<T>(), dy_in.data<T>() + N * D_);
+  std::vector<T>& dy = sc_dy_;
+  dy.assign(dy_in.data<T>(), dy_in.data<T>() + N * D_);
   if (!mask_.empty()) dropout_backward<T>(N * D_, mask_.data(), dy.data(), dy.data());
-  std::vector<T> dpre((size_t)(N * I));
+  std::vector<T>& dpre = sc_dpre_;
+  dpre.resize((size_t)(N * I));
   linear_backward<T>(N, I, D_, pre_.data(), w_down_.data<T>(), dy.data(), dpre.data(),
                      dw_down_.data<T>(), mptr_or_null<T>(db_down_));
   // pre = (hn + skip*xc) * silu(z)
-  std::vector<T> dhn((size_t)(N * I)), dxc((size_t)(N * I)), dup((size_t)(N * 2 * I));
+  std::vector<T>& dhn = sc_dhn_;
+  dhn.resize((size_t)(N * I));
+  std::vector<T>& dxc = sc_dxc_;
+  dxc.resize((size_t)(N * I));
+  std::vector<T>& dup = sc_dup_;
+  dup.resize((size_t)(N * 2 * I));
   const T* sk = skip_.data<T>();
   T* dsk = dskip_.data<T>();
   std::vector<double> dsk_acc((size_t)I, 0.0);
@@ -280,24 +297,36 @@ Tensor MLSTMLayer<T>::backward(const Tensor& dy_in) {
       dup[r * 2 * I + I + j] = dpre[e] * s * (sg * (T(1) + zz * (T(1) - sg)));  // dz
     }
   for (int64_t j = 0; j < I; ++j) dsk[j] += (T)dsk_acc[j];
-  std::vector<T> dhs((size_t)(N * I));
+  std::vector<T>& dhs = sc_dhs_;
+  dhs.resize((size_t)(N * I));
   multihead_norm_backward<T>(N, NH_, DH_, hs_.data(), w_norm_.data<T>(), NormScale::OnePlusWeight,
                              mean_.data(), rstd_.data(), dhn.data(), dhs.data(),
                              dw_norm_.data<T>(), nullptr);
-  Tensor dh({B, NH_, S, DH_}, dt);
+  Tensor dh = Tensor::empty({B, NH_, S, DH_}, dt);
   bsnd_to_bnsd<T>(B, S, NH_, DH_, dhs.data(), dh.data<T>());
   MlstmTensorGrads g = mlstm_backward(ctx_, dh);
   // gate gradients -> d cat(q,k,v)
-  std::vector<T> di((size_t)(N * NH_)), df((size_t)(N * NH_));
+  std::vector<T>& di = sc_di_;
+  di.resize((size_t)(N * NH_));
+  std::vector<T>& df = sc_df_;
+  df.resize((size_t)(N * NH_));
   bnsd_to_bsnd<T>(B, S, NH_, 1, g.di.data<T>(), di.data());
   bnsd_to_bsnd<T>(B, S, NH_, 1, g.df.data<T>(), df.data());
-  std::vector<T> dqkv((size_t)(N * 3 * I)), tmp((size_t)(N * 3 * I));
+  std::vector<T>& dqkv = sc_dqkv_;
+  dqkv.resize((size_t)(N * 3 * I));
+  std::vector<T>& tmp = sc_tmp_;
+  tmp.resize((size_t)(N * 3 * I));
   linear_backward<T>(N, 3 * I, NH_, qkv_.data(), w_ig_.data<T>(), di.data(), dqkv.data(),
                      dw_ig_.data<T>(), db_ig_.data<T>());
   linear_backward<T>(N, 3 * I, NH_, qkv_.data(), w_fg_.data<T>(), df.data(), tmp.data(),
                      dw_fg_.data<T>(), db_fg_.data<T>());
   for (size_t e = 0; e < dqkv.size(); ++e) dqkv[e] += tmp[e];
-  std::vector<T> dq((size_t)(N * I)), dk((size_t)(N * I)), dv((size_t)(N * I));
+  std::vector<T>& dq = sc_dq_;
+  dq.resize((size_t)(N * I));
+  std::vector<T>& dk = sc_dk_;
+  dk.resize((size_t)(N * I));
+  std::vector<T>& dv = sc_dv_;
+  dv.resize((size_t)(N * I));
   bnsd_to_bsnd<T>(B, S, NH_, DH_, g.dq.data<T>(), dq.data());
   bnsd_to_bsnd<T>(B, S, NH_, DH_, g.dk.data<T>(), dk.data());
   bnsd_to_bsnd<T>(B, S, NH_, DH_, g.dv.data<T>(), dv.data());
@@ -308,7 +337,10 @@ Tensor MLSTMLayer<T>::backward(const Tensor& dy_in) {
       dv[r * I + j] += dqkv[r * 3 * I + 2 * I + j];
     }
   // headwise projections
-  std::vector<T> dpart((size_t)(N * I)), dxm((size_t)(N * I));
+  std::vector<T>& dpart = sc_dpart_;
+  dpart.resize((size_t)(N * I));
+  std::vector<T>& dxm = sc_dxm_;
+  dxm.resize((size_t)(N * I));
   headwise_backward<T>(N, NP_, BS_, BS_, xc_.data(), w_q_.data<T>(), dq.data(), dpart.data(),
                        dw_q_.data<T>(), mptr_or_null<T>(db_q_));
   for (size_t e = 0; e < dxc.size(); ++e) dxc[e] += dpart[e];
@@ -324,7 +356,7 @@ Tensor MLSTMLayer<T>::backward(const Tensor& dy_in) {
                      dpart.data(), dw_conv_.data<T>(), db_conv_.data<T>(), nullptr);
   for (int64_t r = 0; r < N; ++r)
     for (int64_t j = 0; j < I; ++j) dup[r * 2 * I + j] = dxm[r * I + j] + dpart[r * I + j];
-  Tensor dx({B, S, D_}, dt);
+  Tensor dx = Tensor::empty({B, S, D_}, dt);
   linear_backward<T>(N, D_, 2 * I, x_.data(), w_up_.data<T>(), dup.data(), dx.data<T>(),
                      dw_up_.data<T>(), mptr_or_null<T>(db_up_));
   return dx;

@@ -75,6 +75,10 @@ class MLSTMLayer : public Module {
   bool has_conv_state_ = false;
   std::vector<T> x_, xm_, z_, xcpre_, xc_, qkv_, hs_, mean_, rstd_, hn_, pre_, mask_;
   std::vector<T> conv_state_in_;
+  // per-call scratch kept between calls (no allocation at a fixed shape)
+  std::vector<T> sc_up_, sc_q_, sc_k_, sc_v_, sc_ig_, sc_fg_, sc_dpre_,
+      sc_dhn_, sc_dxc_, sc_dup_, sc_dhs_, sc_di_, sc_df_, sc_dqkv_,
+      sc_tmp_, sc_dq_, sc_dk_, sc_dv_, sc_dpart_, sc_dxm_, sc_dy_;
   MlstmContext ctx_;
 };
 
