@@ -1,0 +1,550 @@
+#include "cpu/lstm.h"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <unordered_map>
+
+#include "cpu/gemm.h"
+#include "xlstm/error.h"
+
+namespace xlstm {
+
+namespace detail {
+
+void* lstm_alloc(size_t bytes) {
+  // Fresh pages cost ~12 µs per 4 KiB here (CPU-NOTES.md): big buffers get huge pages, and all
+  // are touched once now rather than inside a timed step.
+  constexpr size_t kHuge = size_t(2) << 20;
+  const size_t align = bytes >= kHuge ? kHuge : 64;
+  const size_t sz = (std::max<size_t>(bytes, 1) + align - 1) / align * align;
+  void* p = std::aligned_alloc(align, sz);
+  if (!p) throw std::bad_alloc();
+  if (bytes >= kHuge) madvise(p, sz, MADV_HUGEPAGE);
+  std::memset(p, 0, sz);
+  return p;
+}
+void lstm_free(void* p) { std::free(p); }
+
+// The float kernel's GEMMs against weights (W_ih, W_hh) as oneDNN matmul primitives whose
+// weights are reordered into oneDNN's packed layout once per call: dnnl_sgemm re-packs them at
+// every call (~100 vs ~190 GFLOP/s at M = B, CPU-NOTES.md), and its per-row results depend on
+// M, whereas these give each row the same bits whatever M is (one call over T == two over T/2).
+// Primitives are rebuilt only when the shapes change.
+struct LstmPackedGemms {
+  using md = dnnl::memory::desc;
+  using dt = dnnl::memory::data_type;
+  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
+  dnnl::stream strm{eng};
+
+  // C (M, N) row stride ldc  (= or +=)  A (M, K) row stride lda  ·  op(W), where W is stored
+  // row-major as (K, N) (Trans::N) or as (N, K) (Trans::T).
+  struct Gemm {
+    int64_t M = -1, K = -1, N = -1, lda = -1, ldc = -1;
+    Trans tw = Trans::N;
+    GradWrite mode = GradWrite::Overwrite;
+    dnnl::matmul prim;
+    dnnl::reorder pack;
+    dnnl::memory src, dst, w_user, w_packed;
+    LstmBuffer<float> w_buf;  // w_packed's storage: huge pages, touched once (not per shape)
+    std::unordered_map<int, dnnl::memory> args;
+  };
+  Gemm proj;  // gates (T*B, 4H)  =  x (T*B, I) · W_ih^T
+  Gemm fwd;   // gh (B, 4H)       =  h (B, H) · W_hh^T
+  Gemm bwd;   // dh (B, H)        =  dgates_t (B, 4H) · W_hh
+  Gemm dx;    // dx (T*B, I) (= or +=)  dgates (T*B, 4H) · W_ih
+
+  void prepare(Gemm& g, int64_t M, int64_t K, int64_t N, int64_t lda, int64_t ldc, Trans tw,
+               GradWrite mode, const float* W) {
+    if (g.M != M || g.K != K || g.N != N || g.lda != lda || g.ldc != ldc || g.tw != tw ||
+        g.mode != mode) {
+      md src_md({M, K}, dt::f32, {lda, 1});
+      md w_md({K, N}, dt::f32, dnnl::memory::format_tag::any);
+      md dst_md({M, N}, dt::f32, {ldc, 1});
+      dnnl::primitive_attr attr;
+      if (mode == GradWrite::Accumulate) {
+        dnnl::post_ops po;
+        po.append_sum(1.f);
+        attr.set_post_ops(po);
+      }
+      dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_md, w_md, dst_md), attr, eng);
+      g.prim = dnnl::matmul(pd);
+      const int64_t wn = (int64_t)(pd.weights_desc().get_size() + sizeof(float) - 1) / 4;
+      g.w_packed = dnnl::memory(pd.weights_desc(), eng, g.w_buf.ensure(wn));
+      const md user_md = tw == Trans::N ? md({K, N}, dt::f32, {N, 1}) : md({K, N}, dt::f32, {1, K});
+      g.w_user = dnnl::memory(user_md, eng, DNNL_MEMORY_NONE);
+      g.pack = dnnl::reorder(g.w_user, g.w_packed);
+      g.src = dnnl::memory(src_md, eng, DNNL_MEMORY_NONE);
+      g.dst = dnnl::memory(dst_md, eng, DNNL_MEMORY_NONE);
+      g.args = {{DNNL_ARG_SRC, g.src}, {DNNL_ARG_WEIGHTS, g.w_packed}, {DNNL_ARG_DST, g.dst}};
+      g.M = M, g.K = K, g.N = N, g.lda = lda, g.ldc = ldc, g.tw = tw, g.mode = mode;
+    }
+    g.w_user.set_data_handle(const_cast<float*>(W));
+    g.pack.execute(strm, g.w_user, g.w_packed);
+    strm.wait();
+  }
+  void run(Gemm& g, const float* A, float* C) {
+    g.src.set_data_handle(const_cast<float*>(A));
+    g.dst.set_data_handle(C);
+    g.prim.execute(strm, g.args);
+    strm.wait();
+  }
+
+  // Weight gradients: C (M, N) row stride N  +=  A^T · Bm, with A stored (K, M) row stride lda
+  // and Bm (K, N) row stride ldb; nothing constant to pack. brgemm reads the transposed A
+  // directly: ~15% faster than dnnl_sgemm('T', 'N') at K = T*B here.
+  struct GradGemm {
+    int64_t M = -1, K = -1, N = -1, lda = -1, ldb = -1;
+    dnnl::matmul prim;
+    dnnl::memory src, w, dst;
+    std::unordered_map<int, dnnl::memory> args;
+  };
+  GradGemm dw_ih;  // dW_ih (4H, I) += dgates^T · x
+  GradGemm dw_hh;  // dW_hh (4H, H) += dgates_shifted^T · h_prev
+
+  void run_grad(GradGemm& g, int64_t M, int64_t K, int64_t N, const float* A, int64_t lda,
+                const float* Bm, int64_t ldb, float* C) {
+    if (g.M != M || g.K != K || g.N != N || g.lda != lda || g.ldb != ldb) {
+      md src_md({M, K}, dt::f32, {1, lda});
+      md w_md({K, N}, dt::f32, {ldb, 1});
+      md dst_md({M, N}, dt::f32, {N, 1});
+      dnnl::primitive_attr attr;
+      dnnl::post_ops po;
+      po.append_sum(1.f);
+      attr.set_post_ops(po);
+      dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_md, w_md, dst_md), attr, eng);
+      g.prim = dnnl::matmul(pd);
+      g.src = dnnl::memory(src_md, eng, DNNL_MEMORY_NONE);
+      g.w = dnnl::memory(w_md, eng, DNNL_MEMORY_NONE);
+      g.dst = dnnl::memory(dst_md, eng, DNNL_MEMORY_NONE);
+      g.args = {{DNNL_ARG_SRC, g.src}, {DNNL_ARG_WEIGHTS, g.w}, {DNNL_ARG_DST, g.dst}};
+      g.M = M, g.K = K, g.N = N, g.lda = lda, g.ldb = ldb;
+    }
+    g.src.set_data_handle(const_cast<float*>(A));
+    g.w.set_data_handle(const_cast<float*>(Bm));
+    g.dst.set_data_handle(C);
+    g.prim.execute(strm, g.args);
+    strm.wait();
+  }
+};
+
+}  // namespace detail
+
+namespace {
+
+// ---- activations -------------------------------------------------------------------------
+// Branch-free float forms that GCC vectorises (libm calls would keep the pointwise pass scalar
+// and cost more than the recurrent GEMM at H = 512). NaN propagates.
+
+inline float f32_from_bits(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline uint32_t f32_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+// exp(x), Cephes polynomial after range reduction x = n ln2 + r; ~1 ulp on [-87, 88].
+inline float fast_exp(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const float t = x * 1.44269504088896341f + kMagic;
+  const float n = t - kMagic;
+  float r = x - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  float p = 1.9875691500E-4f;
+  p = p * r + 1.3981999507E-3f;
+  p = p * r + 8.3334519073E-3f;
+  p = p * r + 4.1665795894E-2f;
+  p = p * r + 1.6666665459E-1f;
+  p = p * r + 5.0000001201E-1f;
+  const float e = p * r * r + r + 1.0f;
+  const uint32_t k = (f32_bits(t) - 0x4B400000u + 127u) << 23;  // 2^n
+  return e * f32_from_bits(k);
+}
+inline float fast_sigmoid(float x) { return 1.0f / (1.0f + fast_exp(-x)); }
+// tanh: (1 - e^{-2|x|}) / (1 + e^{-2|x|}) with the sign, and an odd Taylor series near 0 where
+// that form cancels.
+inline float fast_tanh(float x) {
+  const float a = std::fabs(x);
+  const float e = fast_exp(-2.0f * a);
+  const float t = std::copysign((1.0f - e) / (1.0f + e), x);
+  const float x2 = x * x;
+  const float s =
+      x * (1.0f + x2 * (-0.333333333f +
+                        x2 * (0.133333333f + x2 * (-0.0539682540f + x2 * 0.0218694885f))));
+  return a < 0.15f ? s : t;
+}
+
+template <class T> struct Act;
+template <> struct Act<float> {
+  static float sig(float x) { return fast_sigmoid(x); }
+  static float tanh(float x) { return fast_tanh(x); }
+};
+template <> struct Act<double> {
+  static double sig(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+  static double tanh(double x) { return std::tanh(x); }
+};
+
+// ---- pointwise passes ----------------------------------------------------------------------
+
+constexpr int64_t kColBlock = 16;         // columns per work item (one AVX-512 float vector)
+constexpr int64_t kParallelMin = 8192;    // B*H below which a pass stays on one thread
+
+// One step forward. g: (B, 4H) input projections (x W_ih^T) read, overwritten with the
+// activations [i, f, g, o]. gh: (B, 4H) recurrent part (h_prev W_hh^T) read (ignored unless
+// kRec). bias: (4H) read (ignored unless kBias). cprev: (B, H) read. c: (B, H) written (may
+// alias cprev). h: (B, H) row stride ldh, written.
+template <class T, bool kRec, bool kBias>
+void pointwise_forward(int64_t B, int64_t H, T* g, const T* gh, const T* bias, const T* cprev,
+                       T* c, T* h, int64_t ldh) {
+  const int64_t G = 4 * H, nblk = (H + kColBlock - 1) / kColBlock;
+#pragma omp parallel for collapse(2) schedule(static) if (B * H >= kParallelMin)
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t jb = 0; jb < nblk; ++jb) {
+      const int64_t j0 = jb * kColBlock, j1 = std::min(H, j0 + kColBlock);
+      T* gi = g + b * G;
+      T* gf = gi + H;
+      T* gg = gi + 2 * H;
+      T* go = gi + 3 * H;
+      const T* ri = kRec ? gh + b * G : nullptr;
+      const T* cp = cprev + b * H;
+      T* cr = c + b * H;
+      T* hr = h + b * ldh;
+#pragma omp simd
+      for (int64_t j = j0; j < j1; ++j) {
+        T pi = gi[j], pf = gf[j], pg = gg[j], po = go[j];
+        if (kRec) pi += ri[j], pf += ri[H + j], pg += ri[2 * H + j], po += ri[3 * H + j];
+        if (kBias) pi += bias[j], pf += bias[H + j], pg += bias[2 * H + j], po += bias[3 * H + j];
+        const T ai = Act<T>::sig(pi), af = Act<T>::sig(pf), ag = Act<T>::tanh(pg),
+                ao = Act<T>::sig(po);
+        const T cn = af * cp[j] + ai * ag;
+        gi[j] = ai, gf[j] = af, gg[j] = ag, go[j] = ao;
+        cr[j] = cn;
+        hr[j] = ao * Act<T>::tanh(cn);
+      }
+    }
+}
+
+// One step backward. act: (B, 4H) activations read. c, cprev: (B, H) read. dy: (B, H) row
+// stride lddy, read. dh_rec: (B, H) read (dh from the later step). dc: (B, H) read (dc from the
+// later step) and overwritten with dc for the earlier step. dg: (B, 4H) written.
+// dbias: (4H) accumulated, in the order b = 0..B-1 for each column whatever the thread count.
+template <class T>
+void pointwise_backward(int64_t B, int64_t H, const T* act, const T* c, const T* cprev,
+                        const T* dy, int64_t lddy, const T* dh_rec, T* dc, T* dg, T* dbias) {
+  const int64_t G = 4 * H, nblk = (H + kColBlock - 1) / kColBlock;
+#pragma omp parallel for schedule(static) if (B * H >= kParallelMin)
+  for (int64_t jb = 0; jb < nblk; ++jb) {
+    const int64_t j0 = jb * kColBlock, j1 = std::min(H, j0 + kColBlock);
+    for (int64_t b = 0; b < B; ++b) {
+      const T* ai = act + b * G;
+      const T* cr = c + b * H;
+      const T* cp = cprev + b * H;
+      const T* dyr = dy + b * lddy;
+      const T* dhr = dh_rec + b * H;
+      T* dcr = dc + b * H;
+      T* dgr = dg + b * G;
+#pragma omp simd
+      for (int64_t j = j0; j < j1; ++j) {
+        const T ig = ai[j], fg = ai[H + j], gg = ai[2 * H + j], og = ai[3 * H + j];
+        const T tc = Act<T>::tanh(cr[j]);
+        const T dh = dyr[j] + dhr[j];
+        const T dct = dcr[j] + dh * og * (T(1) - tc * tc);
+        const T di = dct * gg * ig * (T(1) - ig);
+        const T df = dct * cp[j] * fg * (T(1) - fg);
+        const T dgg = dct * ig * (T(1) - gg * gg);
+        const T dgo = dh * tc * og * (T(1) - og);
+        dcr[j] = dct * fg;
+        dgr[j] = di, dgr[H + j] = df, dgr[2 * H + j] = dgg, dgr[3 * H + j] = dgo;
+        dbias[j] += di, dbias[H + j] += df, dbias[2 * H + j] += dgg, dbias[3 * H + j] += dgo;
+      }
+    }
+  }
+}
+
+// ---- GEMMs against the weights ------------------------------------------------------------
+
+
+enum class WGrad { Ih, Hh };
+
+// The GEMMs against W_ih / W_hh of one call. double: OpenBLAS through gemm<double>. float:
+// packed oneDNN matmuls (unless XLSTM_LSTM_PACKED=0: plain gemm<float>, for comparisons).
+template <class T> struct WeightGemms {
+  const LstmCache<T>& cache;
+  int64_t TT, B, I, H;
+  // gates (T*B, 4H) = x (T*B, I; ldx) W_ih^T
+  void proj(const T* x, int64_t ldx, const T* W_ih, T* gates) {
+    gemm<T>(Trans::N, Trans::T, TT * B, 4 * H, I, T(1), x, ldx, W_ih, I, T(0), gates, 4 * H);
+  }
+  void prepare_fwd(int64_t, const T*) {}
+  // gh (B, 4H) = h (B, H; ldh) W_hh^T
+  void fwd(const T* h, int64_t ldh, const T* W_hh, T* gh) {
+    gemm<T>(Trans::N, Trans::T, B, 4 * H, H, T(1), h, ldh, W_hh, H, T(0), gh, 4 * H);
+  }
+  void prepare_bwd(const T*) {}
+  // dh (B, H) = dg (B, 4H) W_hh
+  void bwd(const T* dg, const T* W_hh, T* dh) {
+    gemm<T>(Trans::N, Trans::N, B, H, 4 * H, T(1), dg, 4 * H, W_hh, H, T(0), dh, H);
+  }
+  // dx (T*B, I; lddx) (= or +=) dg (T*B, 4H) W_ih
+  void dx(const T* dg, const T* W_ih, T* dx, int64_t lddx, GradWrite mode) {
+    gemm<T>(Trans::N, Trans::N, TT * B, I, 4 * H, T(1), dg, 4 * H, W_ih, I,
+            mode == GradWrite::Accumulate ? T(1) : T(0), dx, lddx);
+  }
+  // dW (4H, N) += dg (K, 4H)^T v (K, N; ldv), K = rows; `which` names the weight
+  void dw(WGrad which, int64_t K, const T* dg, const T* v, int64_t ldv, int64_t N, T* dW) {
+    gemm<T>(Trans::T, Trans::N, 4 * H, N, K, T(1), dg, 4 * H, v, ldv, T(1), dW, N);
+  }
+};
+
+bool use_packed() {
+  static const bool on = [] {
+    const char* e = std::getenv("XLSTM_LSTM_PACKED");
+    return !(e && e[0] == '0');
+  }();
+  return on;
+}
+
+template <> struct WeightGemms<float> {
+  const LstmCache<float>& cache;
+  int64_t TT, B, I, H;
+  detail::LstmPackedGemms* p = init();
+  detail::LstmPackedGemms* init() {
+    if (!use_packed()) return nullptr;
+    if (!cache.packed) cache.packed = std::make_shared<detail::LstmPackedGemms>();
+    return cache.packed.get();
+  }
+  void proj(const float* x, int64_t ldx, const float* W_ih, float* gates) {
+    if (!p)
+      return gemm<float>(Trans::N, Trans::T, TT * B, 4 * H, I, 1.f, x, ldx, W_ih, I, 0.f, gates,
+                         4 * H);
+    p->prepare(p->proj, TT * B, I, 4 * H, ldx, 4 * H, Trans::T, GradWrite::Overwrite, W_ih);
+    p->run(p->proj, x, gates);
+  }
+  void prepare_fwd(int64_t ldh, const float* W_hh) {
+    if (p) p->prepare(p->fwd, B, H, 4 * H, ldh, 4 * H, Trans::T, GradWrite::Overwrite, W_hh);
+  }
+  void fwd(const float* h, int64_t ldh, const float* W_hh, float* gh) {
+    if (p) return p->run(p->fwd, h, gh);
+    gemm<float>(Trans::N, Trans::T, B, 4 * H, H, 1.f, h, ldh, W_hh, H, 0.f, gh, 4 * H);
+  }
+  void prepare_bwd(const float* W_hh) {
+    if (p) p->prepare(p->bwd, B, 4 * H, H, 4 * H, H, Trans::N, GradWrite::Overwrite, W_hh);
+  }
+  void bwd(const float* dg, const float* W_hh, float* dh) {
+    if (p) return p->run(p->bwd, dg, dh);
+    gemm<float>(Trans::N, Trans::N, B, H, 4 * H, 1.f, dg, 4 * H, W_hh, H, 0.f, dh, H);
+  }
+  void dx(const float* dg, const float* W_ih, float* dx, int64_t lddx, GradWrite mode) {
+    if (!p)
+      return gemm<float>(Trans::N, Trans::N, TT * B, I, 4 * H, 1.f, dg, 4 * H, W_ih, I,
+                         mode == GradWrite::Accumulate ? 1.f : 0.f, dx, lddx);
+    p->prepare(p->dx, TT * B, 4 * H, I, 4 * H, lddx, Trans::N, mode, W_ih);
+    p->run(p->dx, dg, dx);
+  }
+  void dw(WGrad which, int64_t K, const float* dg, const float* v, int64_t ldv, int64_t N,
+          float* dW) {
+    if (!p)
+      return gemm<float>(Trans::T, Trans::N, 4 * H, N, K, 1.f, dg, 4 * H, v, ldv, 1.f, dW, N);
+    p->run_grad(which == WGrad::Ih ? p->dw_ih : p->dw_hh, 4 * H, K, N, dg, 4 * H, v, ldv, dW);
+  }
+};
+
+template <class T>
+void copy_rows(int64_t B, int64_t H, const T* src, int64_t lds, T* dst, int64_t ldd) {
+  for (int64_t b = 0; b < B; ++b) std::memcpy(dst + b * ldd, src + b * lds, (size_t)H * sizeof(T));
+}
+
+}  // namespace
+
+float lstm_fast_sigmoid(float x) { return fast_sigmoid(x); }
+float lstm_fast_tanh(float x) { return fast_tanh(x); }
+
+template <class T>
+void lstm_forward(const LstmDims& d, LstmDirection dir, const LstmForwardArgs<T>& a,
+                  LstmCache<T>& cache, LstmScratch<T>& s) {
+  const int64_t TT = d.T, B = d.B, I = d.I, H = d.H, G = 4 * H;
+  const bool fwd = dir == LstmDirection::Forward;
+  T* gates = cache.gates.ensure(TT * B * G);
+  T* cs = cache.c.ensure(TT * B * H);
+  const T* zeros = s.zeros.ensure(B * H);
+  T* bias = s.bias.ensure(G);
+  for (int64_t j = 0; j < G; ++j) bias[j] = (a.b_ih ? a.b_ih[j] : T(0)) + (a.b_hh ? a.b_hh[j] : T(0));
+
+  // Input projection of every step at once.
+  WeightGemms<T> wg{cache, TT, B, I, H};
+  wg.proj(a.x, a.ldx, a.W_ih, gates);
+
+  // The recurrent part goes to a small (L2-resident) buffer and is added in the pointwise pass:
+  // cheaper than a GEMM accumulating into the big gates buffer (~15% on that GEMM).
+  T* gh = s.hgates.ensure(B * G);
+  if (TT > 1 || a.h0) wg.prepare_fwd(a.ldy, a.W_hh);
+  for (int64_t step = 0; step < TT; ++step) {
+    const int64_t t = fwd ? step : TT - 1 - step, tp = fwd ? t - 1 : t + 1;
+    T* gt = gates + t * B * G;
+    T* ct = cs + t * B * H;
+    T* yt = a.y + t * B * a.ldy;
+    if (step == 0 && !a.h0) {
+      pointwise_forward<T, false, true>(B, H, gt, nullptr, bias, a.c0 ? a.c0 : zeros, ct, yt,
+                                        a.ldy);
+      continue;
+    }
+    const T* cprev;
+    if (step == 0) {
+      // Same GEMM (and rounding) as every later step: h0 laid out with y's row stride, so
+      // one call over T equals two calls over T/2 with the state carried, bit for bit.
+      T* h0s = s.h0.ensure(B * a.ldy);
+      copy_rows(B, H, a.h0, H, h0s, a.ldy);
+      wg.fwd(h0s, a.ldy, a.W_hh, gh);
+      cprev = a.c0 ? a.c0 : zeros;
+    } else {
+      wg.fwd(a.y + tp * B * a.ldy, a.ldy, a.W_hh, gh);
+      cprev = cs + tp * B * H;
+    }
+    pointwise_forward<T, true, true>(B, H, gt, gh, bias, cprev, ct, yt, a.ldy);
+  }
+  const int64_t last = fwd ? TT - 1 : 0;
+  if (a.h_n) copy_rows(B, H, a.y + last * B * a.ldy, a.ldy, a.h_n, H);
+  if (a.c_n) std::memcpy(a.c_n, cs + last * B * H, (size_t)(B * H) * sizeof(T));
+}
+
+template <class T>
+void lstm_backward(const LstmDims& d, LstmDirection dir, const LstmBackwardArgs<T>& a,
+                   const LstmCache<T>& cache, LstmScratch<T>& s) {
+  const int64_t TT = d.T, B = d.B, I = d.I, H = d.H, G = 4 * H;
+  const bool fwd = dir == LstmDirection::Forward;
+  const T* gates = cache.gates.data();
+  const T* cs = cache.c.data();
+  T* dg = s.dgates.ensure(TT * B * G);
+  T* dh = s.dh.ensure(B * H);
+  T* dc = s.dc.ensure(B * H);
+  T* db = s.dbias.ensure(G);
+  const T* zeros = s.zeros.ensure(B * H);
+  if (a.dh_n) std::memcpy(dh, a.dh_n, (size_t)(B * H) * sizeof(T));
+  else std::fill(dh, dh + B * H, T(0));
+  if (a.dc_n) std::memcpy(dc, a.dc_n, (size_t)(B * H) * sizeof(T));
+  else std::fill(dc, dc + B * H, T(0));
+  std::fill(db, db + G, T(0));
+
+  WeightGemms<T> wg{cache, TT, B, I, H};
+  if (TT > 1 || a.dh0) wg.prepare_bwd(a.W_hh);
+  for (int64_t step = 0; step < TT; ++step) {
+    const int64_t t = fwd ? TT - 1 - step : step, tp = fwd ? t - 1 : t + 1;
+    const bool first = step == TT - 1;  // the first step in forward order
+    const T* cprev = first ? (a.c0 ? a.c0 : zeros) : cs + tp * B * H;
+    const T* dyt = a.dy ? a.dy + t * B * a.lddy : zeros;
+    const int64_t lddy = a.dy ? a.lddy : H;
+    T* dgt = dg + t * B * G;
+    pointwise_backward(B, H, gates + t * B * G, cs + t * B * H, cprev, dyt, lddy, dh, dc, dgt, db);
+    if (!first || a.dh0) wg.bwd(dgt, a.W_hh, dh);
+  }
+  if (a.dh0) std::memcpy(a.dh0, dh, (size_t)(B * H) * sizeof(T));
+  if (a.dc0) std::memcpy(a.dc0, dc, (size_t)(B * H) * sizeof(T));
+
+  // Everything that does not feed the recurrence: one GEMM each over all T*B rows.
+  if (a.dx) wg.dx(dg, a.W_ih, a.dx, a.lddx, a.dx_mode);
+  wg.dw(WGrad::Ih, TT * B, dg, a.x, a.ldx, I, a.dW_ih);
+  if (TT > 1) {
+    // Step t pairs with h_{t-1} (forward) or h_{t+1} (reverse): rows shifted by one step.
+    const T* dgs = fwd ? dg + B * G : dg;
+    const T* hs = fwd ? a.y : a.y + B * a.ldy;
+    wg.dw(WGrad::Hh, (TT - 1) * B, dgs, hs, a.ldy, H, a.dW_hh);
+  }
+  if (a.h0) {
+    const int64_t t0 = fwd ? 0 : TT - 1;
+    gemm<T>(Trans::T, Trans::N, G, H, B, T(1), dg + t0 * B * G, G, a.h0, H, T(1), a.dW_hh, H);
+  }
+  for (int64_t j = 0; j < G; ++j) {
+    if (a.db_ih) a.db_ih[j] += db[j];
+    if (a.db_hh) a.db_hh[j] += db[j];
+  }
+}
+
+namespace {
+
+// Small-batch decode: the step is a pass over the weights (memory-bound), so each hidden unit j
+// reads its four gate rows of W_ih and W_hh once, dots them with every batch row (four
+// independent accumulators keep the FMA pipes busy), and applies the pointwise step at once:
+// one parallel pass, no gates round trip, no library call overhead. hnew: (B, H) scratch (h
+// is read by every j, so the new h lands there first).
+constexpr int64_t kDecodeMaxB = 4;
+
+template <class T>
+inline void dot4(int64_t n, const T* v, const T* w0, const T* w1, const T* w2, const T* w3,
+                 T& s0, T& s1, T& s2, T& s3) {
+  T a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
+  for (int64_t k = 0; k < n; ++k) {
+    const T vk = v[k];
+    a0 += w0[k] * vk, a1 += w1[k] * vk, a2 += w2[k] * vk, a3 += w3[k] * vk;
+  }
+  s0 += a0, s1 += a1, s2 += a2, s3 += a3;
+}
+
+template <class T>
+void step_fused(int64_t B, int64_t I, int64_t H, const T* x, int64_t ldx, const T* W_ih,
+                const T* W_hh, const T* b_ih, const T* b_hh, T* h, int64_t ldh, T* c, T* hnew) {
+#pragma omp parallel for schedule(static) if (H * (I + H) >= (1 << 16))
+  for (int64_t j = 0; j < H; ++j) {
+    const int64_t r[4] = {j, H + j, 2 * H + j, 3 * H + j};
+    for (int64_t b = 0; b < B; ++b) {
+      T p[4];
+      for (int g = 0; g < 4; ++g) p[g] = (b_ih ? b_ih[r[g]] : T(0)) + (b_hh ? b_hh[r[g]] : T(0));
+      dot4(I, x + b * ldx, W_ih + r[0] * I, W_ih + r[1] * I, W_ih + r[2] * I, W_ih + r[3] * I,
+           p[0], p[1], p[2], p[3]);
+      dot4(H, h + b * ldh, W_hh + r[0] * H, W_hh + r[1] * H, W_hh + r[2] * H, W_hh + r[3] * H,
+           p[0], p[1], p[2], p[3]);
+      const T ai = Act<T>::sig(p[0]), af = Act<T>::sig(p[1]), ag = Act<T>::tanh(p[2]),
+              ao = Act<T>::sig(p[3]);
+      const T cn = af * c[b * H + j] + ai * ag;
+      c[b * H + j] = cn;
+      hnew[b * H + j] = ao * Act<T>::tanh(cn);
+    }
+  }
+  copy_rows(B, H, hnew, H, h, ldh);
+}
+
+}  // namespace
+
+template <class T>
+void lstm_step(int64_t B, int64_t I, int64_t H, const T* x, int64_t ldx, const T* W_ih,
+               const T* W_hh, const T* b_ih, const T* b_hh, T* h, int64_t ldh, T* c, T* gates) {
+  if (B <= kDecodeMaxB) return step_fused(B, I, H, x, ldx, W_ih, W_hh, b_ih, b_hh, h, ldh, c, gates);
+  const int64_t G = 4 * H;
+  const bool has_bias = b_ih || b_hh;
+  if (has_bias)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t j = 0; j < G; ++j)
+        gates[b * G + j] = (b_ih ? b_ih[j] : T(0)) + (b_hh ? b_hh[j] : T(0));
+  gemm<T>(Trans::N, Trans::T, B, G, I, T(1), x, ldx, W_ih, I, has_bias ? T(1) : T(0), gates, G);
+  gemm<T>(Trans::N, Trans::T, B, G, H, T(1), h, ldh, W_hh, H, T(1), gates, G);
+  pointwise_forward<T, false, false>(B, H, gates, nullptr, nullptr, c, c, h, ldh);
+}
+
+template void lstm_forward<float>(const LstmDims&, LstmDirection, const LstmForwardArgs<float>&,
+                                  LstmCache<float>&, LstmScratch<float>&);
+template void lstm_forward<double>(const LstmDims&, LstmDirection, const LstmForwardArgs<double>&,
+                                   LstmCache<double>&, LstmScratch<double>&);
+template void lstm_backward<float>(const LstmDims&, LstmDirection, const LstmBackwardArgs<float>&,
+                                   const LstmCache<float>&, LstmScratch<float>&);
+template void lstm_backward<double>(const LstmDims&, LstmDirection,
+                                    const LstmBackwardArgs<double>&, const LstmCache<double>&,
+                                    LstmScratch<double>&);
+template void lstm_step<float>(int64_t, int64_t, int64_t, const float*, int64_t, const float*,
+                               const float*, const float*, const float*, float*, int64_t, float*,
+                               float*);
+template void lstm_step<double>(int64_t, int64_t, int64_t, const double*, int64_t, const double*,
+                                const double*, const double*, const double*, double*, int64_t,
+                                double*, double*);
+
+}  // namespace xlstm
