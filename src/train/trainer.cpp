@@ -3,8 +3,10 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 
 #include "cpu/xent.h"
+#include "io/atomic_file.h"
 #include "io/json_config.h"
 #include "io/metrics.h"
 #include "models/lm.h"
@@ -141,6 +143,30 @@ void plot_losses(const std::string& out, const std::string& csv) {
   save_line_plot(out + "/loss.png", p);
 }
 
+// A run interrupted after its last checkpoint logged rows the resumed run will log again:
+// keep only the rows up to the checkpoint's step (the first CSV column and the JSONL "step").
+void drop_metrics_after(const std::string& out, int64_t step) {
+  for (const char* ext : {".csv", ".jsonl"}) {
+    const std::string path = out + "/metrics" + ext;
+    std::ifstream in(path);
+    if (!in) continue;
+    std::string line, kept;
+    bool first = true;
+    while (std::getline(in, line)) {
+      int64_t s = -1;
+      if (ext[1] == 'c') {
+        if (first) { kept += line + "\n"; first = false; continue; }
+        s = std::atoll(line.c_str());
+      } else {
+        const auto p = line.find("\"step\":");
+        if (p != std::string::npos) s = std::atoll(line.c_str() + p + 7);
+      }
+      if (s >= 0 && s <= step) kept += line + "\n";
+    }
+    write_file_atomic(path, kept);
+  }
+}
+
 }  // namespace
 
 TrainResult train_language_model(const TrainConfig& cfg_in, json model_config, bool resume,
@@ -272,6 +298,7 @@ TrainResult train_language_model(const TrainConfig& cfg_in, json model_config, b
   sc.warmup_steps = std::min(r.cfg.warmup, r.total_steps);
   sc.total_steps = r.total_steps;
   LrSchedule sched(sc);
+  if (resume) drop_metrics_after(out, r.step);
   MetricsLogger metrics(out, "metrics", resume ? MetricsMode::Append : MetricsMode::Truncate);
   TrainResult res;
   res.params = count_params(*r.model);
