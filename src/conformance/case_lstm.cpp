@@ -49,8 +49,10 @@ void run(const Case& c, Comparer& cmp) {
 }  // namespace
 
 void run_case_lstm(const Case& c, Comparer& cmp, ImplPrecision prec) {
-  if (prec == ImplPrecision::Same && c.dtype() == DType::F64) run<double>(c, cmp);
-  else run<float>(c, cmp);
+  if (prec == ImplPrecision::Same && c.dtype() == DType::F64)
+    run<double>(c, cmp);
+  else
+    run<float>(c, cmp);
 }
 
 }  // namespace xlstm::conformance

@@ -180,33 +180,36 @@ inline float fast_tanh(float x) {
   const float t = std::copysign((1.0f - e) / (1.0f + e), x);
   const float x2 = x * x;
   const float s =
-      x * (1.0f + x2 * (-0.333333333f +
-                        x2 * (0.133333333f + x2 * (-0.0539682540f + x2 * 0.0218694885f))));
+      x * (1.0f +
+           x2 * (-0.333333333f + x2 * (0.133333333f + x2 * (-0.0539682540f + x2 * 0.0218694885f))));
   return a < 0.15f ? s : t;
 }
 
-template <class T> struct Act;
-template <> struct Act<float> {
+template <class T>
+struct Act;
+template <>
+struct Act<float> {
   static float sig(float x) { return fast_sigmoid(x); }
   static float tanh(float x) { return fast_tanh(x); }
 };
-template <> struct Act<double> {
+template <>
+struct Act<double> {
   static double sig(double x) { return 1.0 / (1.0 + std::exp(-x)); }
   static double tanh(double x) { return std::tanh(x); }
 };
 
 // ---- pointwise passes ----------------------------------------------------------------------
 
-constexpr int64_t kColBlock = 16;         // columns per work item (one AVX-512 float vector)
-constexpr int64_t kParallelMin = 8192;    // B*H below which a pass stays on one thread
+constexpr int64_t kColBlock = 16;       // columns per work item (one AVX-512 float vector)
+constexpr int64_t kParallelMin = 8192;  // B*H below which a pass stays on one thread
 
 // One step forward. g: (B, 4H) input projections (x W_ih^T) read, overwritten with the
 // activations [i, f, g, o]. gh: (B, 4H) recurrent part (h_prev W_hh^T) read (ignored unless
 // kRec). bias: (4H) read (ignored unless kBias). cprev: (B, H) read. c: (B, H) written (may
 // alias cprev). h: (B, H) row stride ldh, written.
 template <class T, bool kRec, bool kBias>
-void pointwise_forward(int64_t B, int64_t H, T* g, const T* gh, const T* bias, const T* cprev,
-                       T* c, T* h, int64_t ldh) {
+void pointwise_forward(int64_t B, int64_t H, T* g, const T* gh, const T* bias, const T* cprev, T* c,
+                       T* h, int64_t ldh) {
   const int64_t G = 4 * H, nblk = (H + kColBlock - 1) / kColBlock;
 #pragma omp parallel for collapse(2) schedule(static) if (B * H >= kParallelMin)
   for (int64_t b = 0; b < B; ++b)
@@ -240,8 +243,8 @@ void pointwise_forward(int64_t B, int64_t H, T* g, const T* gh, const T* bias, c
 // later step) and overwritten with dc for the earlier step. dg: (B, 4H) written.
 // dbias: (4H) accumulated, in the order b = 0..B-1 for each column whatever the thread count.
 template <class T>
-void pointwise_backward(int64_t B, int64_t H, const T* act, const T* c, const T* cprev,
-                        const T* dy, int64_t lddy, const T* dh_rec, T* dc, T* dg, T* dbias) {
+void pointwise_backward(int64_t B, int64_t H, const T* act, const T* c, const T* cprev, const T* dy,
+                        int64_t lddy, const T* dh_rec, T* dc, T* dg, T* dbias) {
   const int64_t G = 4 * H, nblk = (H + kColBlock - 1) / kColBlock;
 #pragma omp parallel for schedule(static) if (B * H >= kParallelMin)
   for (int64_t jb = 0; jb < nblk; ++jb) {
@@ -274,12 +277,12 @@ void pointwise_backward(int64_t B, int64_t H, const T* act, const T* c, const T*
 
 // ---- GEMMs against the weights ------------------------------------------------------------
 
-
 enum class WGrad { Ih, Hh };
 
 // The GEMMs against W_ih / W_hh of one call. double: OpenBLAS through gemm<double>. float:
 // packed oneDNN matmuls (unless XLSTM_LSTM_PACKED=0: plain gemm<float>, for comparisons).
-template <class T> struct WeightGemms {
+template <class T>
+struct WeightGemms {
   const LstmCache<T>& cache;
   int64_t TT, B, I, H;
   // gates (T*B, 4H) = x (T*B, I; ldx) W_ih^T
@@ -315,7 +318,8 @@ bool use_packed() {
   return on;
 }
 
-template <> struct WeightGemms<float> {
+template <>
+struct WeightGemms<float> {
   const LstmCache<float>& cache;
   int64_t TT, B, I, H;
   detail::LstmPackedGemms* p = init();
@@ -354,8 +358,7 @@ template <> struct WeightGemms<float> {
   }
   void dw(WGrad which, int64_t K, const float* dg, const float* v, int64_t ldv, int64_t N,
           float* dW) {
-    if (!p)
-      return gemm<float>(Trans::T, Trans::N, 4 * H, N, K, 1.f, dg, 4 * H, v, ldv, 1.f, dW, N);
+    if (!p) return gemm<float>(Trans::T, Trans::N, 4 * H, N, K, 1.f, dg, 4 * H, v, ldv, 1.f, dW, N);
     p->run_grad(which == WGrad::Ih ? p->dw_ih : p->dw_hh, 4 * H, K, N, dg, 4 * H, v, ldv, dW);
   }
 };
@@ -379,7 +382,8 @@ void lstm_forward(const LstmDims& d, LstmDirection dir, const LstmForwardArgs<T>
   T* cs = cache.c.ensure(TT * B * H);
   const T* zeros = s.zeros.ensure(B * H);
   T* bias = s.bias.ensure(G);
-  for (int64_t j = 0; j < G; ++j) bias[j] = (a.b_ih ? a.b_ih[j] : T(0)) + (a.b_hh ? a.b_hh[j] : T(0));
+  for (int64_t j = 0; j < G; ++j)
+    bias[j] = (a.b_ih ? a.b_ih[j] : T(0)) + (a.b_hh ? a.b_hh[j] : T(0));
 
   // Input projection of every step at once.
   WeightGemms<T> wg{cache, TT, B, I, H};
@@ -430,10 +434,14 @@ void lstm_backward(const LstmDims& d, LstmDirection dir, const LstmBackwardArgs<
   T* dc = s.dc.ensure(B * H);
   T* db = s.dbias.ensure(G);
   const T* zeros = s.zeros.ensure(B * H);
-  if (a.dh_n) std::memcpy(dh, a.dh_n, (size_t)(B * H) * sizeof(T));
-  else std::fill(dh, dh + B * H, T(0));
-  if (a.dc_n) std::memcpy(dc, a.dc_n, (size_t)(B * H) * sizeof(T));
-  else std::fill(dc, dc + B * H, T(0));
+  if (a.dh_n)
+    std::memcpy(dh, a.dh_n, (size_t)(B * H) * sizeof(T));
+  else
+    std::fill(dh, dh + B * H, T(0));
+  if (a.dc_n)
+    std::memcpy(dc, a.dc_n, (size_t)(B * H) * sizeof(T));
+  else
+    std::fill(dc, dc + B * H, T(0));
   std::fill(db, db + G, T(0));
 
   WeightGemms<T> wg{cache, TT, B, I, H};
@@ -480,8 +488,8 @@ namespace {
 constexpr int64_t kDecodeMaxB = 4;
 
 template <class T>
-inline void dot4(int64_t n, const T* v, const T* w0, const T* w1, const T* w2, const T* w3,
-                 T& s0, T& s1, T& s2, T& s3) {
+inline void dot4(int64_t n, const T* v, const T* w0, const T* w1, const T* w2, const T* w3, T& s0,
+                 T& s1, T& s2, T& s3) {
   T a0 = 0, a1 = 0, a2 = 0, a3 = 0;
 #pragma omp simd reduction(+ : a0, a1, a2, a3)
   for (int64_t k = 0; k < n; ++k) {
@@ -500,10 +508,10 @@ void step_fused(int64_t B, int64_t I, int64_t H, const T* x, int64_t ldx, const 
     for (int64_t b = 0; b < B; ++b) {
       T p[4];
       for (int g = 0; g < 4; ++g) p[g] = (b_ih ? b_ih[r[g]] : T(0)) + (b_hh ? b_hh[r[g]] : T(0));
-      dot4(I, x + b * ldx, W_ih + r[0] * I, W_ih + r[1] * I, W_ih + r[2] * I, W_ih + r[3] * I,
-           p[0], p[1], p[2], p[3]);
-      dot4(H, h + b * ldh, W_hh + r[0] * H, W_hh + r[1] * H, W_hh + r[2] * H, W_hh + r[3] * H,
-           p[0], p[1], p[2], p[3]);
+      dot4(I, x + b * ldx, W_ih + r[0] * I, W_ih + r[1] * I, W_ih + r[2] * I, W_ih + r[3] * I, p[0],
+           p[1], p[2], p[3]);
+      dot4(H, h + b * ldh, W_hh + r[0] * H, W_hh + r[1] * H, W_hh + r[2] * H, W_hh + r[3] * H, p[0],
+           p[1], p[2], p[3]);
       const T ai = Act<T>::sig(p[0]), af = Act<T>::sig(p[1]), ag = Act<T>::tanh(p[2]),
               ao = Act<T>::sig(p[3]);
       const T cn = af * c[b * H + j] + ai * ag;
@@ -519,7 +527,8 @@ void step_fused(int64_t B, int64_t I, int64_t H, const T* x, int64_t ldx, const 
 template <class T>
 void lstm_step(int64_t B, int64_t I, int64_t H, const T* x, int64_t ldx, const T* W_ih,
                const T* W_hh, const T* b_ih, const T* b_hh, T* h, int64_t ldh, T* c, T* gates) {
-  if (B <= kDecodeMaxB) return step_fused(B, I, H, x, ldx, W_ih, W_hh, b_ih, b_hh, h, ldh, c, gates);
+  if (B <= kDecodeMaxB)
+    return step_fused(B, I, H, x, ldx, W_ih, W_hh, b_ih, b_hh, h, ldh, c, gates);
   const int64_t G = 4 * H;
   const bool has_bias = b_ih || b_hh;
   if (has_bias)
@@ -537,9 +546,8 @@ template void lstm_forward<double>(const LstmDims&, LstmDirection, const LstmFor
                                    LstmCache<double>&, LstmScratch<double>&);
 template void lstm_backward<float>(const LstmDims&, LstmDirection, const LstmBackwardArgs<float>&,
                                    const LstmCache<float>&, LstmScratch<float>&);
-template void lstm_backward<double>(const LstmDims&, LstmDirection,
-                                    const LstmBackwardArgs<double>&, const LstmCache<double>&,
-                                    LstmScratch<double>&);
+template void lstm_backward<double>(const LstmDims&, LstmDirection, const LstmBackwardArgs<double>&,
+                                    const LstmCache<double>&, LstmScratch<double>&);
 template void lstm_step<float>(int64_t, int64_t, int64_t, const float*, int64_t, const float*,
                                const float*, const float*, const float*, float*, int64_t, float*,
                                float*);

@@ -52,7 +52,10 @@ class LstmBuffer {
   LstmBuffer() = default;
   LstmBuffer(const LstmBuffer&) = delete;
   LstmBuffer& operator=(const LstmBuffer&) = delete;
-  LstmBuffer(LstmBuffer&& o) noexcept : p_(o.p_), cap_(o.cap_) { o.p_ = nullptr; o.cap_ = 0; }
+  LstmBuffer(LstmBuffer&& o) noexcept : p_(o.p_), cap_(o.cap_) {
+    o.p_ = nullptr;
+    o.cap_ = 0;
+  }
   LstmBuffer& operator=(LstmBuffer&& o) noexcept {
     std::swap(p_, o.p_);
     std::swap(cap_, o.cap_);
@@ -100,20 +103,20 @@ struct LstmCache {
 // within one call).
 template <class T>
 struct LstmScratch {
-  LstmBuffer<T> dgates;   // (T, B, 4H) pre-activation gradients (backward)
-  LstmBuffer<T> dh;       // (B, H) recurrent dh flowing to the previous step (backward)
-  LstmBuffer<T> dc;       // (B, H) dc flowing to the previous step (backward)
-  LstmBuffer<T> zeros;    // (B, H) zeros: the default h0 / c0 / dy
-  LstmBuffer<T> hgates;   // (B, 4H) recurrent part h_prev W_hh^T of one step (forward)
-  LstmBuffer<T> bias;     // (4H) b_ih + b_hh, zeros without bias (forward)
-  LstmBuffer<T> h0;       // (B, ldy) h0 with the row stride of y (forward)
-  LstmBuffer<T> dbias;    // (4H) bias gradient of one call (backward)
+  LstmBuffer<T> dgates;  // (T, B, 4H) pre-activation gradients (backward)
+  LstmBuffer<T> dh;      // (B, H) recurrent dh flowing to the previous step (backward)
+  LstmBuffer<T> dc;      // (B, H) dc flowing to the previous step (backward)
+  LstmBuffer<T> zeros;   // (B, H) zeros: the default h0 / c0 / dy
+  LstmBuffer<T> hgates;  // (B, 4H) recurrent part h_prev W_hh^T of one step (forward)
+  LstmBuffer<T> bias;    // (4H) b_ih + b_hh, zeros without bias (forward)
+  LstmBuffer<T> h0;      // (B, ldy) h0 with the row stride of y (forward)
+  LstmBuffer<T> dbias;   // (4H) bias gradient of one call (backward)
 };
 
 // Pointers of one layer-direction. Rows are time-major (index t*B + b) unless said otherwise.
 template <class T>
 struct LstmForwardArgs {
-  const T* x = nullptr;     // (T, B, I) row stride ldx, read
+  const T* x = nullptr;  // (T, B, I) row stride ldx, read
   int64_t ldx = 0;
   const T* W_ih = nullptr;  // (4H, I) read
   const T* W_hh = nullptr;  // (4H, H) read
@@ -123,14 +126,14 @@ struct LstmForwardArgs {
   const T* c0 = nullptr;    // (B, H) read; null = zeros
   T* y = nullptr;           // (T, B, H) row stride ldy, written: h_t of every step
   int64_t ldy = 0;
-  T* h_n = nullptr;         // (B, H) written (h after the last step in time order); may be null
-  T* c_n = nullptr;         // (B, H) written; may be null
+  T* h_n = nullptr;  // (B, H) written (h after the last step in time order); may be null
+  T* c_n = nullptr;  // (B, H) written; may be null
 };
 
 template <class T>
 struct LstmBackwardArgs {
   // The forward's inputs and output, unchanged since lstm_forward filled `cache`.
-  const T* x = nullptr;     // (T, B, I) row stride ldx, read
+  const T* x = nullptr;  // (T, B, I) row stride ldx, read
   int64_t ldx = 0;
   const T* W_ih = nullptr;  // (4H, I) read
   const T* W_hh = nullptr;  // (4H, H) read
@@ -139,20 +142,20 @@ struct LstmBackwardArgs {
   const T* y = nullptr;     // (T, B, H) row stride ldy, read (the forward's output)
   int64_t ldy = 0;
   // Incoming gradients.
-  const T* dy = nullptr;    // (T, B, H) row stride lddy, read; null = zeros
+  const T* dy = nullptr;  // (T, B, H) row stride lddy, read; null = zeros
   int64_t lddy = 0;
   const T* dh_n = nullptr;  // (B, H) read; null = zeros
   const T* dc_n = nullptr;  // (B, H) read; null = zeros
   // Outgoing gradients.
-  T* dx = nullptr;          // (T, B, I) row stride lddx, written or accumulated (dx_mode); may be null
+  T* dx = nullptr;  // (T, B, I) row stride lddx, written or accumulated (dx_mode); may be null
   int64_t lddx = 0;
   GradWrite dx_mode = GradWrite::Overwrite;
-  T* dh0 = nullptr;         // (B, H) written; may be null
-  T* dc0 = nullptr;         // (B, H) written; may be null
-  T* dW_ih = nullptr;       // (4H, I) accumulated (+=)
-  T* dW_hh = nullptr;       // (4H, H) accumulated (+=)
-  T* db_ih = nullptr;       // (4H) accumulated (+=); may be null
-  T* db_hh = nullptr;       // (4H) accumulated (+=); may be null
+  T* dh0 = nullptr;    // (B, H) written; may be null
+  T* dc0 = nullptr;    // (B, H) written; may be null
+  T* dW_ih = nullptr;  // (4H, I) accumulated (+=)
+  T* dW_hh = nullptr;  // (4H, H) accumulated (+=)
+  T* db_ih = nullptr;  // (4H) accumulated (+=); may be null
+  T* db_hh = nullptr;  // (4H) accumulated (+=); may be null
 };
 
 // Runs the layer-direction over all T steps and fills `cache`. Trusts its arguments (the module

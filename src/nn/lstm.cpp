@@ -98,8 +98,8 @@ void LSTM<T>::collect_params(const std::string& prefix, std::vector<ParamRef>& o
 template <class T>
 void LSTM<T>::check_state(const char* op, const char* name, const Tensor& t, int64_t B) const {
   const int64_t LD = cfg_.num_layers * num_directions(), H = cfg_.hidden_size;
-  XLSTM_CHECK(t.shape() == Shape({LD, B, H}), ValueError, op, " ", name,
-              " must be (L*D,B,H)=(", LD, ",", B, ",", H, "), got ", shape_str(t.shape()),
+  XLSTM_CHECK(t.shape() == Shape({LD, B, H}), ValueError, op, " ", name, " must be (L*D,B,H)=(", LD,
+              ",", B, ",", H, "), got ", shape_str(t.shape()),
               "; hint: one (B,H) slice per layer and direction, index layer*D + direction");
   check_dtype<T>(op, name, t);
 }
@@ -108,7 +108,8 @@ template <class T>
 void LSTM<T>::check_out(const char* op, const char* name, const Tensor& t,
                         const Shape& want) const {
   XLSTM_CHECK(t.defined() && t.shape() == want, ValueError, op, " output tensor ", name,
-              " must be ", shape_str(want), ", got ", t.defined() ? shape_str(t.shape()) : "undefined",
+              " must be ", shape_str(want), ", got ",
+              t.defined() ? shape_str(t.shape()) : "undefined",
               "; hint: use the allocating overload to get tensors of the right shape");
   check_dtype<T>(op, name, t);
 }
@@ -122,9 +123,9 @@ typename LSTM<T>::Output LSTM<T>::forward(const Tensor& x, const Tensor& h0, con
   const int64_t B = x.dim(0), TT = x.dim(1);
   const DType dt = DTypeOf<T>::value;
   Output o;
-  o.output = Tensor({B, TT, num_directions() * H}, dt);
-  o.h_n = Tensor({LD, B, H}, dt);
-  o.c_n = Tensor({LD, B, H}, dt);
+  o.output = Tensor::empty({B, TT, num_directions() * H}, dt);
+  o.h_n = Tensor::empty({LD, B, H}, dt);
+  o.c_n = Tensor::empty({LD, B, H}, dt);
   forward_into(x, h0, c0, mode, rng, o.output, o.h_n, o.c_n);
   return o;
 }
@@ -199,9 +200,9 @@ typename LSTM<T>::Grads LSTM<T>::backward(const Tensor& doutput, const Tensor& d
   const DType dt = DTypeOf<T>::value;
   Grads g;
   XLSTM_CHECK(B_ > 0, ValueError, "[lstm_backward] called before forward");
-  g.dx = Tensor({B_, T_, cfg_.input_size}, dt);
-  g.dh0 = Tensor({LD, B_, H}, dt);
-  g.dc0 = Tensor({LD, B_, H}, dt);
+  g.dx = Tensor::empty({B_, T_, cfg_.input_size}, dt);
+  g.dh0 = Tensor::empty({LD, B_, H}, dt);
+  g.dc0 = Tensor::empty({LD, B_, H}, dt);
   backward_into(doutput, dh_n, dc_n, g.dx, g.dh0, g.dc0);
   return g;
 }
@@ -214,8 +215,10 @@ void LSTM<T>::backward_into(const Tensor& doutput, const Tensor& dh_n, const Ten
   const int64_t I = cfg_.input_size, H = cfg_.hidden_size, L = cfg_.num_layers;
   const int64_t D = num_directions(), DH = D * H, B = B_, TT = T_;
   XLSTM_CHECK(doutput.defined() && doutput.shape() == Shape({B, TT, DH}), ValueError, op,
-              " doutput must be (B,T,D*H)=(", B, ",", TT, ",", DH, ") like the last forward's "
-              "output, got ", doutput.defined() ? shape_str(doutput.shape()) : "undefined");
+              " doutput must be (B,T,D*H)=(", B, ",", TT, ",", DH,
+              ") like the last forward's "
+              "output, got ",
+              doutput.defined() ? shape_str(doutput.shape()) : "undefined");
   check_dtype<T>(op, "doutput", doutput);
   if (dh_n.defined()) check_state(op, "dh_n", dh_n, B);
   if (dc_n.defined()) check_state(op, "dc_n", dc_n, B);
@@ -268,7 +271,8 @@ void LSTM<T>::step(const Tensor& x, Tensor& h, Tensor& c) {
               " needs a unidirectional LSTM; hint: the reverse direction needs the whole "
               "sequence, use forward");
   XLSTM_CHECK(x.defined() && x.ndim() == 2 && x.dim(1) == I && x.dim(0) >= 1, ValueError, op,
-              " x must be (B,I)=(?,", I, "), got ", x.defined() ? shape_str(x.shape()) : "undefined");
+              " x must be (B,I)=(?,", I, "), got ",
+              x.defined() ? shape_str(x.shape()) : "undefined");
   check_dtype<T>(op, "x", x);
   const int64_t B = x.dim(0);
   XLSTM_CHECK(h.defined() && c.defined(), ValueError, op, " h and c must be given (zeros at t=0)");
@@ -282,8 +286,8 @@ void LSTM<T>::step(const Tensor& x, Tensor& h, Tensor& c) {
     const T* in = l == 0 ? x.data<T>() : hd + (l - 1) * B * H;
     lstm_step<T>(B, layer_in(l), H, in, layer_in(l), p.w_ih.template data<T>(),
                  p.w_hh.template data<T>(), cfg_.bias ? p.b_ih.template data<T>() : nullptr,
-                 cfg_.bias ? p.b_hh.template data<T>() : nullptr, hd + l * B * H, H,
-                 cd + l * B * H, gates);
+                 cfg_.bias ? p.b_hh.template data<T>() : nullptr, hd + l * B * H, H, cd + l * B * H,
+                 gates);
   }
 }
 

@@ -2,10 +2,9 @@
 //
 // Parameters (torch's state_dict names; rows in gate order [i, f, g, o]), for layer k and
 // suffix "" (forward) or "_reverse":
-//   weight_ih_l{k}{sfx} (4H, in_k)   in_0 = input_size, in_k = D*H for k > 0 (D = 2 if bidirectional)
-//   weight_hh_l{k}{sfx} (4H, H)
-//   bias_ih_l{k}{sfx}   (4H)         only when config.bias
-//   bias_hh_l{k}{sfx}   (4H)         only when config.bias
+//   weight_ih_l{k}{sfx} (4H, in_k)   in_0 = input_size, in_k = D*H for k > 0 (D = 2 if
+//   bidirectional) weight_hh_l{k}{sfx} (4H, H) bias_ih_l{k}{sfx}   (4H)         only when
+//   config.bias bias_hh_l{k}{sfx}   (4H)         only when config.bias
 // Shapes at the API (batch_first only):
 //   x (B, T, I); output (B, T, D*H) = [forward | reverse] halves of the last layer;
 //   h0, c0, h_n, c_n (L*D, B, H) indexed layer*D + direction.
@@ -32,14 +31,15 @@ struct LSTMConfig {
   int64_t hidden_size = 0;
   int64_t num_layers = 1;
   bool bias = true;
-  bool batch_first = true;     // only true is supported
+  bool batch_first = true;  // only true is supported
   bool bidirectional = false;
-  double dropout = 0.0;        // on every layer's output except the last's, in LstmMode::Train
-  int64_t proj_size = 0;       // only 0 is supported
+  double dropout = 0.0;   // on every layer's output except the last's, in LstmMode::Train
+  int64_t proj_size = 0;  // only 0 is supported
 };
 
-// Train applies dropout between layers (needs an Rng); Eval never does.
-enum class LstmMode { Train, Eval };
+// The project-wide train/eval switch (nn/module.h): Train applies dropout between layers (needs
+// an Rng), Eval never does.
+using LstmMode = Mode;
 
 template <class T>
 class LSTM : public Module {
@@ -107,16 +107,16 @@ class LSTM : public Module {
   // Saved by forward for backward.
   int64_t B_ = 0, T_ = 0;  // 0 = no forward yet
   bool has_state_ = false;
-  bool dropped_ = false;   // dropout applied between layers in the last forward
-  LstmBuffer<T> xt_;                   // (T, B, I) the input, time-major
-  std::vector<LstmBuffer<T>> out_;     // per layer (T, B, D*H) outputs, time-major
-  std::vector<LstmBuffer<T>> in_;      // per layer k >= 1: (T, B, D*H) dropped input (when dropped_)
-  std::vector<LstmBuffer<T>> mask_;    // per layer k >= 1: (T, B, D*H) dropout mask
-  LstmBuffer<T> h0_, c0_;              // (L*D, B, H) copies of the initial state
+  bool dropped_ = false;             // dropout applied between layers in the last forward
+  LstmBuffer<T> xt_;                 // (T, B, I) the input, time-major
+  std::vector<LstmBuffer<T>> out_;   // per layer (T, B, D*H) outputs, time-major
+  std::vector<LstmBuffer<T>> in_;    // per layer k >= 1: (T, B, D*H) dropped input (when dropped_)
+  std::vector<LstmBuffer<T>> mask_;  // per layer k >= 1: (T, B, D*H) dropout mask
+  LstmBuffer<T> h0_, c0_;            // (L*D, B, H) copies of the initial state
   // Backward scratch.
-  LstmBuffer<T> ga_, gb_;              // (T, B, max(I, D*H)) time-major gradients, ping-pong
+  LstmBuffer<T> ga_, gb_;  // (T, B, max(I, D*H)) time-major gradients, ping-pong
   LstmScratch<T> scratch_;
-  LstmBuffer<T> step_gates_;           // (B, 4H) for step()
+  LstmBuffer<T> step_gates_;  // (B, 4H) for step()
 };
 
 extern template class LSTM<float>;

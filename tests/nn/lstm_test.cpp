@@ -1,5 +1,7 @@
 // LSTM (cpu/lstm.h kernel through nn/lstm.h): against the float64 spec (ref/lstm_ref.h),
 // finite-difference gradients, carried state, determinism, and errors at the door.
+#include "nn/lstm.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,7 +11,6 @@
 
 #include "harness/compare.h"
 #include "harness/gradcheck.h"
-#include "nn/lstm.h"
 #include "ref/lstm_ref.h"
 
 using namespace xlstm;
@@ -85,7 +86,8 @@ void check_vs_ref(const Cfg& c, double atol, double rtol) {
   run_ref(c, P, x, h0, c0, y, hn, cn);
   const DType dt = DTypeOf<T>::value;
   auto o = m.forward(x.to(dt), c.state ? h0.to(dt) : Tensor(), c.state ? c0.to(dt) : Tensor());
-  test::expect_close("output", o.output.template data<T>(), y.data(), (int64_t)y.size(), atol, rtol);
+  test::expect_close("output", o.output.template data<T>(), y.data(), (int64_t)y.size(), atol,
+                     rtol);
   test::expect_close("h_n", o.h_n.template data<T>(), hn.data(), (int64_t)hn.size(), atol, rtol);
   test::expect_close("c_n", o.c_n.template data<T>(), cn.data(), (int64_t)cn.size(), atol, rtol);
 }
@@ -117,7 +119,8 @@ TEST(LstmActivations, FastFloatFormsAreAccurate) {
     const double s = 1.0 / (1.0 + std::exp(-(double)f)), t = std::tanh((double)f);
     worst_sig = std::max(worst_sig, std::fabs(lstm_fast_sigmoid(f) - s));
     worst_tanh = std::max(worst_tanh, std::fabs(lstm_fast_tanh(f) - t));
-    if (t != 0) worst_tanh_rel = std::max(worst_tanh_rel, std::fabs(lstm_fast_tanh(f) - t) / std::fabs(t));
+    if (t != 0)
+      worst_tanh_rel = std::max(worst_tanh_rel, std::fabs(lstm_fast_tanh(f) - t) / std::fabs(t));
   }
   EXPECT_LT(worst_sig, 2e-7);
   EXPECT_LT(worst_tanh, 2e-7);
@@ -135,13 +138,22 @@ TEST(Lstm, ParameterNamesAreTorchs) {
   LSTM<double> m(make_cfg({1, 1, 5, 6, 2, true, true, false}));
   std::vector<std::string> names;
   for (auto& p : m.params()) names.push_back(p.name + shape_str(p.value->shape()));
-  const std::vector<std::string> want = {
-      "weight_ih_l0(24,5)",          "weight_hh_l0(24,6)",          "bias_ih_l0(24)",
-      "bias_hh_l0(24)",              "weight_ih_l0_reverse(24,5)",  "weight_hh_l0_reverse(24,6)",
-      "bias_ih_l0_reverse(24)",      "bias_hh_l0_reverse(24)",      "weight_ih_l1(24,12)",
-      "weight_hh_l1(24,6)",          "bias_ih_l1(24)",              "bias_hh_l1(24)",
-      "weight_ih_l1_reverse(24,12)", "weight_hh_l1_reverse(24,6)",  "bias_ih_l1_reverse(24)",
-      "bias_hh_l1_reverse(24)"};
+  const std::vector<std::string> want = {"weight_ih_l0(24,5)",
+                                         "weight_hh_l0(24,6)",
+                                         "bias_ih_l0(24)",
+                                         "bias_hh_l0(24)",
+                                         "weight_ih_l0_reverse(24,5)",
+                                         "weight_hh_l0_reverse(24,6)",
+                                         "bias_ih_l0_reverse(24)",
+                                         "bias_hh_l0_reverse(24)",
+                                         "weight_ih_l1(24,12)",
+                                         "weight_hh_l1(24,6)",
+                                         "bias_ih_l1(24)",
+                                         "bias_hh_l1(24)",
+                                         "weight_ih_l1_reverse(24,12)",
+                                         "weight_hh_l1_reverse(24,6)",
+                                         "bias_ih_l1_reverse(24)",
+                                         "bias_hh_l1_reverse(24)"};
   EXPECT_EQ(names, want);
   LSTM<double> nb(make_cfg({1, 1, 5, 6, 1, false, false, false}));
   EXPECT_EQ(nb.params().size(), 2u);
@@ -204,7 +216,8 @@ TEST(LstmGrad, ParamGradsAccumulate) {
   Rng rng(5);
   LSTM<double> m(make_cfg(c), 1);
   Tensor x = randn_tensor<double>({c.B, c.T, c.I}, rng);
-  Tensor h0 = randn_tensor<double>({4, c.B, c.H}, rng), c0 = randn_tensor<double>({4, c.B, c.H}, rng);
+  Tensor h0 = randn_tensor<double>({4, c.B, c.H}, rng),
+         c0 = randn_tensor<double>({4, c.B, c.H}, rng);
   auto o = m.forward(x, h0, c0);
   Tensor dy = randn_tensor<double>(o.output.shape(), rng);
   m.zero_grad();
@@ -216,8 +229,8 @@ TEST(LstmGrad, ParamGradsAccumulate) {
   for (size_t k = 0; k < ps.size(); ++k) {
     std::vector<double> twice = once[k];
     for (auto& v : twice) v *= 2;
-    test::expect_close(ps[k].name, ps[k].grad->data<double>(), twice.data(),
-                       (int64_t)twice.size(), 1e-14, 1e-13);
+    test::expect_close(ps[k].name, ps[k].grad->data<double>(), twice.data(), (int64_t)twice.size(),
+                       1e-14, 1e-13);
   }
 }
 
@@ -269,27 +282,34 @@ void check_split(int64_t B, int64_t TT, int64_t I, int64_t H, int64_t L) {
   const int64_t T1 = TT / 2, T2 = TT - T1;
   Tensor x1({B, T1, I}, dt), x2({B, T2, I}, dt);
   for (int64_t b = 0; b < B; ++b) {
-    std::memcpy(x1.template data<T>() + b * T1 * I, x.template data<T>() + b * TT * I, sizeof(T) * T1 * I);
-    std::memcpy(x2.template data<T>() + b * T2 * I, x.template data<T>() + (b * TT + T1) * I, sizeof(T) * T2 * I);
+    std::memcpy(x1.template data<T>() + b * T1 * I, x.template data<T>() + b * TT * I,
+                sizeof(T) * T1 * I);
+    std::memcpy(x2.template data<T>() + b * T2 * I, x.template data<T>() + (b * TT + T1) * I,
+                sizeof(T) * T2 * I);
   }
   auto a = m.forward(x1, h0, c0);
   auto bb = m.forward(x2, a.h_n, a.c_n);
   for (int64_t b = 0; b < B; ++b) {
-    EXPECT_EQ(0, std::memcmp(a.output.template data<T>() + b * T1 * H, full.output.template data<T>() + b * TT * H,
-                             sizeof(T) * T1 * H)) << "first half, batch row " << b;
-    EXPECT_EQ(0, std::memcmp(bb.output.template data<T>() + b * T2 * H,
-                             full.output.template data<T>() + (b * TT + T1) * H, sizeof(T) * T2 * H))
+    EXPECT_EQ(0, std::memcmp(a.output.template data<T>() + b * T1 * H,
+                             full.output.template data<T>() + b * TT * H, sizeof(T) * T1 * H))
+        << "first half, batch row " << b;
+    EXPECT_EQ(0,
+              std::memcmp(bb.output.template data<T>() + b * T2 * H,
+                          full.output.template data<T>() + (b * TT + T1) * H, sizeof(T) * T2 * H))
         << "second half, batch row " << b;
   }
-  EXPECT_EQ(0, std::memcmp(bb.h_n.template data<T>(), full.h_n.template data<T>(), full.h_n.nbytes()));
-  EXPECT_EQ(0, std::memcmp(bb.c_n.template data<T>(), full.c_n.template data<T>(), full.c_n.nbytes()));
+  EXPECT_EQ(0,
+            std::memcmp(bb.h_n.template data<T>(), full.h_n.template data<T>(), full.h_n.nbytes()));
+  EXPECT_EQ(0,
+            std::memcmp(bb.c_n.template data<T>(), full.c_n.template data<T>(), full.c_n.nbytes()));
 
   // The streaming step API agrees with the sequence forward (same math, other GEMM order).
   Tensor h = h0.clone(), c = c0.clone(), xt({B, I}, dt);
   const double tol = sizeof(T) == 8 ? 1e-13 : 2e-6;
   for (int64_t t = 0; t < TT; ++t) {
     for (int64_t b = 0; b < B; ++b)
-      std::memcpy(xt.template data<T>() + b * I, x.template data<T>() + (b * TT + t) * I, sizeof(T) * I);
+      std::memcpy(xt.template data<T>() + b * I, x.template data<T>() + (b * TT + t) * I,
+                  sizeof(T) * I);
     m.step(xt, h, c);
     std::vector<double> want((size_t)(B * H));
     for (int64_t b = 0; b < B; ++b)
@@ -298,7 +318,8 @@ void check_split(int64_t B, int64_t TT, int64_t I, int64_t H, int64_t L) {
     test::expect_close("step h t=" + std::to_string(t), h.template data<T>() + (L - 1) * B * H,
                        want.data(), B * H, tol, tol);
   }
-  test::expect_close("step c_n", c.template data<T>(), full.c_n.template data<T>(), c.numel(), tol, tol);
+  test::expect_close("step c_n", c.template data<T>(), full.c_n.template data<T>(), c.numel(), tol,
+                     tol);
 }
 
 TEST(LstmCarry, SplitEqualsFullDouble) { check_split<double>(3, 10, 5, 7, 2); }
@@ -383,7 +404,7 @@ TEST(LstmErrors, BadShapesThrowValueError) {
   EXPECT_THROW(m.forward(Tensor({0, 7, 5}, DType::F64)), ValueError);
   EXPECT_THROW(m.forward(Tensor({3, 0, 5}, DType::F64)), ValueError);
   EXPECT_THROW(m.forward(Tensor()), ValueError);
-  EXPECT_THROW(m.backward(Tensor({3, 7, 12}, DType::F64)), ValueError);  // before forward
+  EXPECT_THROW(m.backward(Tensor({3, 7, 12}, DType::F64)), ValueError);      // before forward
   EXPECT_THROW(m.forward(good, Tensor({4, 3, 6}, DType::F64)), ValueError);  // h0 without c0
   EXPECT_THROW(m.forward(good, Tensor({2, 3, 6}, DType::F64), Tensor({2, 3, 6}, DType::F64)),
                ValueError);  // L*D = 4

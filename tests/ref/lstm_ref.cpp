@@ -9,10 +9,10 @@ namespace {
 double sig(double v) { return 1.0 / (1.0 + std::exp(-v)); }
 }  // namespace
 
-void lstm_layer_ref(int64_t B, int64_t T, int64_t I, int64_t H, LstmDirection dir,
-                    const double* x, const double* W_ih, const double* W_hh, const double* b_ih,
-                    const double* b_hh, const double* h0, const double* c0, double* y,
-                    int64_t ldy, double* h_n, double* c_n) {
+void lstm_layer_ref(int64_t B, int64_t T, int64_t I, int64_t H, LstmDirection dir, const double* x,
+                    const double* W_ih, const double* W_hh, const double* b_ih, const double* b_hh,
+                    const double* h0, const double* c0, double* y, int64_t ldy, double* h_n,
+                    double* c_n) {
   std::vector<double> h(H), c(H), pre(4 * H);
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t j = 0; j < H; ++j) {

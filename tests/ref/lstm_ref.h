@@ -14,10 +14,10 @@ namespace xlstm::ref {
 // One layer, one direction (Reverse: t runs T-1 .. 0). x (B,T,I); W_ih (4H,I); W_hh (4H,H);
 // b_ih, b_hh (4H) or null; h0, c0 (B,H) or null (zeros). y (B,T,H) with row stride ldy >= H,
 // written; h_n, c_n (B,H) written, may be null.
-void lstm_layer_ref(int64_t B, int64_t T, int64_t I, int64_t H, LstmDirection dir,
-                    const double* x, const double* W_ih, const double* W_hh, const double* b_ih,
-                    const double* b_hh, const double* h0, const double* c0, double* y,
-                    int64_t ldy, double* h_n, double* c_n);
+void lstm_layer_ref(int64_t B, int64_t T, int64_t I, int64_t H, LstmDirection dir, const double* x,
+                    const double* W_ih, const double* W_hh, const double* b_ih, const double* b_hh,
+                    const double* h0, const double* c0, double* y, int64_t ldy, double* h_n,
+                    double* c_n);
 
 // A stack of L layers, D directions (no dropout): layer k > 0 reads the [fwd | rev] output of
 // layer k-1. Parameters per layer-direction index k*D + d (biases may be null). x (B,T,I);
