@@ -13,7 +13,7 @@
 
 namespace xlstm::cli {
 
-const char* kDefaultModel = "xlstm-7-1-small";
+const char* kDefaultModel = "lstm-small";
 
 void add_train(CLI::App& app, std::function<int()>& run) {
   struct Opts {

@@ -5,7 +5,7 @@
 # Usage: scripts/results.sh [MINUTES] [DATA]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-minutes="${1:-5}"
+minutes="${1:-4}"
 data="${2:-../shared/data/tinyshakespeare.txt}"
 out="runs/results"
 mkdir -p "$out"
@@ -14,10 +14,11 @@ declare -A models=(
   [slstm]="--model slstm-small"
   [mlstm]="--model mlstm-small"
   [xlstm-7-1]="--model xlstm-7-1-small"
+  [default]=""
 )
 echo "| model | parameters | steps | tokens/s | best val loss | command |"
 echo "| --- | --- | --- | --- | --- | --- |"
-for name in lstm slstm mlstm xlstm-7-1; do
+for name in ${MODELS:-lstm slstm mlstm xlstm-7-1 default}; do
   rm -rf "$out/$name"
   cmd="build/xlstm train --data $data --out $out/$name ${models[$name]} --minutes $minutes --eval-every 200 --eval-batches 40"
   log=$($cmd -q)
