@@ -12,6 +12,7 @@
 
 #include "io/atomic_file.h"
 #include "io/json_config.h"
+#include "core/rng_state.h"
 
 namespace xlstm {
 
@@ -345,29 +346,10 @@ Tensor RandomWindowSampler::next() {
   return out;
 }
 
-Tensor RandomWindowSampler::state_tensor() const {
-  const Rng::State s = rng_.state();
-  std::vector<int64_t> v(6);
-  for (int i = 0; i < 4; ++i) std::memcpy(&v[(size_t)i], &s.s[i], 8);
-  std::memcpy(&v[4], &s.spare, 8);
-  v[5] = s.has_spare ? 1 : 0;
-  return Tensor::from<int64_t>({6}, v);
-}
+Tensor RandomWindowSampler::state_tensor() const { return rng_state_tensor(rng_); }
 
 void RandomWindowSampler::load_state(const Tensor& t, const std::string& where) {
-  XLSTM_CHECK(t.defined() && t.dtype() == DType::I64 && t.shape() == Shape{6}, ValueError, where,
-              ": sampler rng state must be I64 (6), got ",
-              t.defined() ? dtype_name(t.dtype()) : "nothing", t.defined() ? shape_str(t.shape()) : "");
-  const int64_t* v = t.data<int64_t>();
-  XLSTM_CHECK(v[5] == 0 || v[5] == 1, ValueError, where, ": sampler rng state is corrupt (flag ", v[5],
-              ")");
-  Rng::State s;
-  for (int i = 0; i < 4; ++i) std::memcpy(&s.s[i], &v[i], 8);
-  XLSTM_CHECK(s.s[0] | s.s[1] | s.s[2] | s.s[3], ValueError, where,
-              ": sampler rng state is corrupt (all zero)");
-  std::memcpy(&s.spare, &v[4], 8);
-  s.has_spare = v[5] == 1;
-  rng_.set_state(s);
+  load_rng_state(rng_, t, where + " (sampler rng state)");
 }
 
 SequentialSampler::SequentialSampler(std::shared_ptr<const std::vector<int32_t>> tokens, int64_t B,

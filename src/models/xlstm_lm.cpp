@@ -7,6 +7,7 @@
 #include "cpu/embedding.h"
 #include "cpu/layernorm.h"
 #include "cpu/linear.h"
+#include "nn/init.h"
 
 namespace xlstm {
 
@@ -29,15 +30,11 @@ XLSTMLM<T>::XLSTMLM(const XLSTMLMConfig& cfg) : cfg_(cfg) {
 
 template <class T>
 void XLSTMLM<T>::reset_parameters(Rng& rng) {
-  const double small = std::sqrt(2.0 / (5.0 * (double)D_));
-  T* e = w_emb_.data<T>();
-  for (int64_t i = 0; i < w_emb_.numel(); ++i) e[i] = (T)rng.normal(0, small);
+  const double small = small_init_std(D_);
+  init_normal(w_emb_, rng, small);
   for (auto& b : blocks_) b->reset_parameters(rng);
   if (w_post_.defined()) w_post_.zero();
-  if (w_head_.defined()) {
-    T* h = w_head_.data<T>();
-    for (int64_t i = 0; i < w_head_.numel(); ++i) h[i] = (T)rng.normal(0, small);
-  }
+  if (w_head_.defined()) init_normal(w_head_, rng, small);
 }
 
 template <class T>

@@ -7,6 +7,7 @@
 #include "cpu/dropout.h"
 #include "cpu/layernorm.h"
 #include "cpu/linear.h"
+#include "nn/init.h"
 
 namespace xlstm {
 
@@ -18,11 +19,6 @@ int64_t FeedForwardConfig::up_dim() const {
 }
 
 namespace {
-template <class T>
-void fill_normal(Tensor& t, Rng& rng, double std) {
-  T* p = t.data<T>();
-  for (int64_t i = 0; i < t.numel(); ++i) p[i] = (T)rng.normal(0, std);
-}
 template <class T>
 const T* cptr(const Tensor& t) {
   return t.defined() ? t.data<T>() : nullptr;
@@ -52,8 +48,8 @@ GatedFFN<T>::GatedFFN(const FeedForwardConfig& cfg) : cfg_(cfg) {
 
 template <class T>
 void GatedFFN<T>::reset_parameters(Rng& rng) {
-  fill_normal<T>(w_up_, rng, std::sqrt(2.0 / (5.0 * (double)D_)));
-  fill_normal<T>(w_down_, rng, 2.0 / ((double)cfg_.num_blocks * std::sqrt((double)D_)));
+  init_normal(w_up_, rng, small_init_std(D_));
+  init_normal(w_down_, rng, wang_init_std(D_, cfg_.num_blocks));
   if (cfg_.bias) {
     b_up_.zero();
     b_down_.zero();

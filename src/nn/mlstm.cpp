@@ -9,6 +9,7 @@
 #include "cpu/headwise.h"
 #include "cpu/layernorm.h"
 #include "cpu/linear.h"
+#include "nn/init.h"
 
 namespace xlstm {
 
@@ -38,17 +39,6 @@ void bnsd_to_bsnd(int64_t B, int64_t S, int64_t NH, int64_t DH, const T* src, T*
       for (int64_t h = 0; h < NH; ++h)
         std::memcpy(dst + ((b * S + s) * NH + h) * DH, src + ((b * NH + h) * S + s) * DH,
                     sizeof(T) * DH);
-}
-
-template <class T>
-void fill_normal(Tensor& t, Rng& rng, double std) {
-  T* p = t.data<T>();
-  for (int64_t i = 0; i < t.numel(); ++i) p[i] = (T)rng.normal(0, std);
-}
-template <class T>
-void fill_uniform(Tensor& t, Rng& rng, double bound) {
-  T* p = t.data<T>();
-  for (int64_t i = 0; i < t.numel(); ++i) p[i] = (T)rng.uniform(-bound, bound);
 }
 
 }  // namespace
@@ -96,19 +86,19 @@ MLSTMLayer<T>::MLSTMLayer(const MLSTMLayerConfig& cfg) : cfg_(cfg) {
 
 template <class T>
 void MLSTMLayer<T>::reset_parameters(Rng& rng) {
-  const double small = std::sqrt(2.0 / (5.0 * (double)D_));
-  const double wang = 2.0 / ((double)cfg_.num_blocks * std::sqrt((double)D_));
-  fill_normal<T>(w_up_, rng, small);
-  fill_normal<T>(w_q_, rng, small);
-  fill_normal<T>(w_k_, rng, small);
-  fill_normal<T>(w_v_, rng, small);
-  fill_normal<T>(w_down_, rng, wang);
+  const double small = small_init_std(D_);
+  const double wang = wang_init_std(D_, cfg_.num_blocks);
+  init_normal(w_up_, rng, small);
+  init_normal(w_q_, rng, small);
+  init_normal(w_k_, rng, small);
+  init_normal(w_v_, rng, small);
+  init_normal(w_down_, rng, wang);
   const double cb = 1.0 / std::sqrt((double)K_);  // torch Conv1d default (fan_in = K)
-  fill_uniform<T>(w_conv_, rng, cb);
-  fill_uniform<T>(b_conv_, rng, cb);
+  init_uniform(w_conv_, rng, -cb, cb);
+  init_uniform(b_conv_, rng, -cb, cb);
   w_ig_.zero();
   w_fg_.zero();
-  fill_normal<T>(b_ig_, rng, 0.1);
+  init_normal(b_ig_, rng, 0.1);
   T* bf = b_fg_.data<T>();
   for (int64_t h = 0; h < NH_; ++h) bf[h] = (T)(NH_ == 1 ? 3.0 : 3.0 + 3.0 * h / (NH_ - 1));
   w_norm_.zero();

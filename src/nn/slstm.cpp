@@ -1,5 +1,7 @@
 #include "nn/slstm.h"
 
+#include "nn/init.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -34,20 +36,6 @@ void check_shape(const char* op, const char* name, const char* letters, const Te
 template <class T>
 const T* ptr_or_null(const Tensor& t) {
   return t.defined() ? t.data<T>() : nullptr;
-}
-
-void fill_uniform(Tensor& t, Rng& rng, double lo, double hi) {
-  std::vector<double> v((size_t)t.numel());
-  for (auto& e : v) e = rng.uniform(lo, hi);
-  Tensor src = Tensor::from<double>(t.shape(), v).to(t.dtype());
-  std::memcpy(t.raw(), src.raw(), t.nbytes());
-}
-
-void fill_normal(Tensor& t, Rng& rng, double std) {
-  std::vector<double> v((size_t)t.numel());
-  for (auto& e : v) e = rng.normal(0.0, std);
-  Tensor src = Tensor::from<double>(t.shape(), v).to(t.dtype());
-  std::memcpy(t.raw(), src.raw(), t.nbytes());
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
@@ -150,7 +138,7 @@ void SLSTMCell<T>::reset_parameters(Rng& rng) {
   const int64_t NH = cfg_.num_heads, DH = cfg_.head_dim(), H = cfg_.hidden_size;
   const double bound = 1.0 / std::sqrt((double)H);
   if (cfg_.recurrent_weight_init == "zeros") R_.zero();
-  else if (cfg_.recurrent_weight_init == "standard") fill_uniform(R_, rng, -bound, bound);
+  else if (cfg_.recurrent_weight_init == "standard") init_uniform(R_, rng, -bound, bound);
   else
     throw ValueError(str("[SLSTMCell] unknown recurrent_weight_init '", cfg_.recurrent_weight_init,
                          "'; hint: zeros or standard"));
@@ -267,11 +255,11 @@ void SLSTMLayer<T>::reset_parameters(Rng& rng) {
   cell_.reset_parameters(rng);
   if (gn_w_.defined()) gn_w_.zero();
   const double std = std::sqrt(2.0 / (5.0 * (double)cfg_.embedding_dim));
-  for (auto* p : {&Wi_, &Wf_, &Wz_, &Wo_}) fill_normal(*p, rng, std);
+  for (auto* p : {&Wi_, &Wf_, &Wz_, &Wo_}) init_normal(*p, rng, std);
   if (conv_w_.defined()) {
     const double bound = 1.0 / std::sqrt((double)cfg_.conv1d_kernel_size);
-    fill_uniform(conv_w_, rng, -bound, bound);
-    fill_uniform(conv_b_, rng, -bound, bound);
+    init_uniform(conv_w_, rng, -bound, bound);
+    init_uniform(conv_b_, rng, -bound, bound);
   }
 }
 

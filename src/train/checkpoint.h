@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "core/rng_state.h"
 #include "data/text.h"
 #include "models/lm.h"
 
@@ -51,8 +52,5 @@ struct LoadedModel {
 };
 LoadedModel load_model(const std::string& path);
 
-// Rng state <-> I64 tensor (6): 4 state words, spare (bits), has_spare.
-Tensor rng_state_tensor(const Rng& rng);
-void load_rng_state(Rng& rng, const Tensor& t, const std::string& where);
 
 }  // namespace xlstm
