@@ -128,6 +128,17 @@ TEST(CliGenerate, BadInputAndRoundTrip) {
   EXPECT_EQ(g1.out, g2.out);
   // characters outside the vocabulary
   expect_fail_line(run("generate --checkpoint " + d + "/run --prompt xyz"), "'x'");
+  // a config that does not match the weights (another width)
+  fs::copy(d + "/run/best", d + "/other", fs::copy_options::recursive);
+  {
+    auto cfg = nlohmann::json::parse(std::ifstream(d + "/other/config.json"));
+    cfg["model"]["hidden_size"] = 48;
+    std::ofstream(d + "/other/config.json", std::ios::trunc) << cfg.dump();
+  }
+  expect_fail_line(run("generate --checkpoint " + d + "/other --prompt ab"), "model.safetensors");
+  // a checkpoint with a file missing
+  fs::remove(d + "/other/vocab.json");
+  expect_fail_line(run("generate --checkpoint " + d + "/other --prompt ab"), "vocab.json");
   // missing checkpoint, corrupt weights
   expect_fail_line(run("generate --checkpoint " + d + "/none --prompt ab"), "no checkpoint");
   std::ofstream(d + "/run/best/model.safetensors", std::ios::trunc) << "junk";
