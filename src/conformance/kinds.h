@@ -18,8 +18,5 @@ void run_case_xlstm_lm_step(const Case& c, Comparer& cmp, ImplPrecision prec);
 // sLSTM cell at `prefix` convert to the same parameters as param.*.
 void slstm_check_aux_layouts(const Case& c, Comparer& cmp, const std::string& prefix, DType dt);
 
-// Throws NotImplementedError; used until a kind's runner lands (the runner reports SKIP for
-// kinds absent from kind_runners(), and FAIL for a runner that throws).
-[[noreturn]] void not_yet(const Case& c);
 
 }  // namespace xlstm::conformance

@@ -97,9 +97,3 @@ Summary run(const std::vector<std::string>& paths, ImplPrecision prec, std::ostr
 }
 
 }  // namespace xlstm::conformance
-
-namespace xlstm::conformance {
-void not_yet(const Case& c) {
-  throw NotImplementedError(str("kind '", c.kind(), "' is not implemented yet"));
-}
-}  // namespace xlstm::conformance
