@@ -174,21 +174,29 @@ def table(results, torch, threads_list):
     return "\n".join(lines)
 
 
-def gemm_table(path, threads_list, log):
-    lines = ["", "GEMM backends on the recurrent shapes (bench/gemm_bench, GFLOP/s; "
-             "C(M,N) = A(M,K) B(N,K)^T):", "",
-             "| M | N | K | thr | dnnl_sgemm | OpenBLAS sgemm | oneDNN matmul, packed |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
+def run_gemm(path, threads_list, log):
+    """{threads: {"M,N,K": {backend: GFLOP/s}}} from bench/gemm_bench."""
+    out = {}
     for th in threads_list:
         res, _ = run_gbench(path, th, "", False, log)
-        shapes = {}
+        shapes = out.setdefault(th, {})
         for n, r in res.items():
             m = re.match(r"BM_(\w+)/(\d+)/(\d+)/(\d+)", n)
             if not m or not r.get("ms"):
                 continue
             M, N, K = (int(x) for x in m.group(2, 3, 4))
-            shapes.setdefault((M, N, K), {})[m.group(1)] = 2.0 * M * N * K / (r["ms"] * 1e6)
-        for (M, N, K), v in shapes.items():
+            shapes.setdefault(f"{M},{N},{K}", {})[m.group(1)] = 2.0 * M * N * K / (r["ms"] * 1e6)
+    return out
+
+
+def gemm_table(gemm):
+    lines = ["", "GEMM backends on the recurrent shapes (bench/gemm_bench, GFLOP/s; "
+             "C(M,N) = A(M,K) B(N,K)^T):", "",
+             "| M | N | K | thr | dnnl_sgemm | OpenBLAS sgemm | oneDNN matmul, packed |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    for th, shapes in sorted(gemm.items()):
+        for mnk, v in shapes.items():
+            M, N, K = mnk.split(",")
             lines.append(f"| {M} | {N} | {K} | {th} | {fmt(v.get('dnnl_sgemm'), '.0f')} | "
                          f"{fmt(v.get('openblas_sgemm'), '.0f')} | "
                          f"{fmt(v.get('dnnl_matmul_packed'), '.0f')} |")
@@ -198,9 +206,18 @@ def gemm_table(path, threads_list, log):
 def merge(files, threads_list, substr):
     results = {th: {} for th in threads_list}
     torch = {th: {} for th in threads_list}
+    gemm = {}
     for path in files:
         with open(path) as f:
             saved = json.load(f)
+        for th_s, shapes in saved.get("gemm", {}).items():
+            th = int(th_s)
+            if th not in threads_list:
+                continue
+            for mnk, v in shapes.items():
+                best = gemm.setdefault(th, {}).setdefault(mnk, {})
+                for k, x in v.items():
+                    best[k] = max(best.get(k, 0.0), x)
         for th_s, res in saved["results"].items():
             th = int(th_s)
             if th not in results:
@@ -229,6 +246,8 @@ def merge(files, threads_list, substr):
           f"run where it was fastest; ms within a run = median of its repetitions")
     print()
     print(table(results, torch, threads_list))
+    if gemm:
+        print(gemm_table(gemm))
 
 
 def main():
@@ -293,15 +312,18 @@ def main():
           f"PyTorch: {'saved ' + args.torch_json if args.torch_json else f'median of {args.torch_reps} run(s) after a warm-up'}")
     print()
     print(table(results, torch, threads_list))
+    gemm = {}
     if args.gemm:
         gpath = os.path.join(args.build, "bench", "gemm_bench")
         if os.path.exists(gpath):
-            print(gemm_table(gpath, threads_list, log))
+            gemm = run_gemm(gpath, threads_list, log)
+            print(gemm_table(gemm))
         else:
             log(f"  {gpath} missing (ninja -C {args.build} gemm_bench)")
     if args.save:
         with open(args.save, "w") as f:
-            json.dump({"results": results, "torch": torch, "context": context}, f, indent=1)
+            json.dump({"results": results, "torch": torch, "gemm": gemm, "context": context}, f,
+                      indent=1)
 
 
 if __name__ == "__main__":
