@@ -188,19 +188,8 @@ void mlstm_chunkwise_backward(const MlstmDims& d, const MlstmOptions& o, const M
     T* dC = w.dC;
     T* dn = w.dn;
     // Gradient into the final state, and the explicit m-path term of m_NC.
-    double dmk = dout.dm ? (double)dout.dm[bh] : 0.0;
-    if (dout.dc) {
-      std::memcpy(dC, dout.dc + bh * CS, sizeof(T) * CS);
-      dmk -= dot(dC, Cbase + NC * CS, CS);
-    } else {
-      std::fill(dC, dC + CS, T(0));
-    }
-    if (dout.dn) {
-      std::memcpy(dn, dout.dn + bh * DHQK, sizeof(T) * DHQK);
-      dmk -= dot(dn, nbase + NC * DHQK, DHQK);
-    } else {
-      std::fill(dn, dn + DHQK, T(0));
-    }
+    double dmk =
+        seed_final_state_grad(dout, bh, DHQK, DHV, Cbase + NC * CS, nbase + NC * DHQK, dC, dn);
 
     for (int64_t k = NC - 1; k >= 0; --k) {
       const int64_t t0 = k * L, Lk = std::min(L, S - t0);

@@ -186,4 +186,27 @@ inline void cumsum_logsig(int64_t n, const T* f, double* F) {
   for (int64_t t = 0; t < n; ++t) F[t] = (acc += logsigmoid<double>((double)f[t]));
 }
 
+// Seeds the backward pass with the gradient of the returned final state of head `bh`:
+// dC, dn (written) from dout.dc / dout.dn (zero when null), and returns dL/dm_last including
+// the explicit m-path term -sum(dC*C_last) - sum(dn*n_last) (the state is stabilised by m).
+template <class T>
+double seed_final_state_grad(const MlstmOutputGrads<T>& dout, int64_t bh, int64_t DHQK,
+                             int64_t DHV, const T* C_last, const T* n_last, T* dC, T* dn) {
+  const int64_t CS = DHQK * DHV;
+  double dm = dout.dm ? (double)dout.dm[bh] : 0.0;
+  if (dout.dc) {
+    std::memcpy(dC, dout.dc + bh * CS, sizeof(T) * CS);
+    dm -= dot(dC, C_last, CS);
+  } else {
+    std::fill(dC, dC + CS, T(0));
+  }
+  if (dout.dn) {
+    std::memcpy(dn, dout.dn + bh * DHQK, sizeof(T) * DHQK);
+    dm -= dot(dn, n_last, DHQK);
+  } else {
+    std::fill(dn, dn + DHQK, T(0));
+  }
+  return dm;
+}
+
 }  // namespace xlstm::mlstm_detail

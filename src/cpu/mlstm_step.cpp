@@ -146,19 +146,7 @@ void mlstm_recurrent_backward(const MlstmDims& d, const MlstmOptions& o, const M
     const double* mk = cache.ms.data() + bh * (NK + 1);
     T* dC = w.dC;
     T* dn = w.dn;
-    double dmk = dout.dm ? (double)dout.dm[bh] : 0.0;
-    if (dout.dc) {
-      std::memcpy(dC, dout.dc + bh * CS, sizeof(T) * CS);
-      dmk -= dot(dC, Ck + NK * CS, CS);
-    } else {
-      std::fill(dC, dC + CS, T(0));
-    }
-    if (dout.dn) {
-      std::memcpy(dn, dout.dn + bh * DHQK, sizeof(T) * DHQK);
-      dmk -= dot(dn, nk + NK * DHQK, DHQK);
-    } else {
-      std::fill(dn, dn + DHQK, T(0));
-    }
+    double dmk = seed_final_state_grad(dout, bh, DHQK, DHV, Ck + NK * CS, nk + NK * DHQK, dC, dn);
     for (int64_t seg = NK - 1; seg >= 0; --seg) {
       const int64_t t0 = seg * P, Ls = std::min(P, S - t0);
       // Recompute the states of the segment: Cs[u] is the state before step t0+u.
