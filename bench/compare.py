@@ -10,8 +10,8 @@ thread count, OMP_NUM_THREADS set for the process) and bench/torch_ref.py under 
 
 ours / oneDNN ms are medians of 3 Google Benchmark repetitions; PyTorch ms is the median of
 --torch-reps timed runs after one warm-up run (default 1: torch_ref.py's eager backward passes
-take seconds to minutes here, see --torch-prefixes). GFLOP counts
-GEMM work only (see each *_bench.cpp); % peak divides our GFLOP/s by the median of the
+take seconds to minutes here, see --torch-prefixes). GFLOP counts GEMM work only (see each
+*_bench.cpp); % peak divides our GFLOP/s by the median of the
 `peak/sgemm_packed_1024` runs (a oneDNN matmul with packed weights, 1024^3) of the same thread
 count; GEMM@peak ms = GFLOP / peak, the time of the matrix products alone at that ceiling.
 Ratios > 1 mean ours is faster.
@@ -20,6 +20,9 @@ Usage: bench/compare.py [--build build-bench] [--threads 1,2] [--filter SUBSTR] 
                         [--no-torch | --torch-json FILE] [--torch-reps N]
                         [--torch-prefixes lstm/,lstm_step/,mlstm_chunkwise/] [--save FILE]
                         [--gemm]
+       bench/compare.py --merge RUN.json... [--threads 1,2] [--filter SUBSTR]
+--save keeps every result (and the GEMM table) as JSON; --merge prints the table of saved runs,
+each row from the run where it was fastest (on a shared machine other load only adds time).
 """
 import argparse
 import json
@@ -53,7 +56,7 @@ def env_for(threads, quick):
     return env
 
 
-def run_gbench(path, threads, regex, quick, log):
+def run_gbench(path, threads, regex, quick, log, extra=()):
     """Returns {name: {"ms": median, "min": min, "GFLOP": .., "tokens": ..}}."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tf:
         out = tf.name
@@ -61,6 +64,7 @@ def run_gbench(path, threads, regex, quick, log):
            "--benchmark_out_format=json"]
     if regex:
         cmd.append(f"--benchmark_filter={regex}")
+    cmd += list(extra)
     t0 = time.time()
     subprocess.run(cmd, env=env_for(threads, quick), stdout=subprocess.DEVNULL, check=True)
     log(f"  {os.path.basename(path)} threads={threads}: {time.time() - t0:.0f} s")
@@ -174,11 +178,12 @@ def table(results, torch, threads_list):
     return "\n".join(lines)
 
 
-def run_gemm(path, threads_list, log):
+def run_gemm(path, threads_list, quick, log):
     """{threads: {"M,N,K": {backend: GFLOP/s}}} from bench/gemm_bench."""
     out = {}
     for th in threads_list:
-        res, _ = run_gbench(path, th, "", False, log)
+        res, _ = run_gbench(path, th, "", False, log,
+                            ["--benchmark_min_time=0.01"] if quick else [])
         shapes = out.setdefault(th, {})
         for n, r in res.items():
             m = re.match(r"BM_(\w+)/(\d+)/(\d+)/(\d+)", n)
@@ -235,15 +240,18 @@ def merge(files, threads_list, substr):
             for n, ms in res.items():
                 if th in torch and substr in n and (n not in torch[th] or ms < torch[th][n]):
                     torch[th][n] = ms
-    for th in threads_list:  # keep only the best peak per thread count
-        peaks = {n: r for n, r in results[th].items() if n.startswith("peak/")}
-        if peaks:
-            best = min(peaks, key=lambda n: peaks[n]["ms"])
-            for n in peaks:
-                if n != best:
+    for th in threads_list:  # the ceiling: the run whose median peak is the highest
+        by_file = {}
+        for n, r in results[th].items():
+            if n.startswith("peak/"):
+                by_file.setdefault(n.rsplit("@", 1)[1], []).append(r["GFLOP"] / r["ms"] * 1e3)
+        if by_file:
+            best = max(by_file, key=lambda f: statistics.median(by_file[f]))
+            for n in [n for n in results[th] if n.startswith("peak/")]:
+                if not n.endswith("@" + best):
                     del results[th][n]
-    print(f"merged {len(files)} runs: {', '.join(files)}; each row (and the ceiling) from the "
-          f"run where it was fastest; ms within a run = median of its repetitions")
+    print(f"merged {len(files)} runs: {', '.join(files)}; each row from the run where it was "
+          f"fastest, the ceiling from the run where it was highest; ms within a run = median of its repetitions")
     print()
     print(table(results, torch, threads_list))
     if gemm:
@@ -316,7 +324,7 @@ def main():
     if args.gemm:
         gpath = os.path.join(args.build, "bench", "gemm_bench")
         if os.path.exists(gpath):
-            gemm = run_gemm(gpath, threads_list, log)
+            gemm = run_gemm(gpath, threads_list, args.quick, log)
             print(gemm_table(gemm))
         else:
             log(f"  {gpath} missing (ninja -C {args.build} gemm_bench)")
