@@ -13,12 +13,12 @@ void slstm_check_aux_layouts(const Case& c, Comparer& cmp, const std::string& pr
 SLSTMCellConfig slstm_cell_config(const nlohmann::json& j) {
   XLSTM_CHECK(j.value("function", std::string("slstm")) == "slstm", NotImplementedError,
               "[slstm] function '", j.value("function", std::string()),
-              "' is not implemented; hint: only function=\"slstm\"");
+              "' is not supported; hint: only function=\"slstm\"");
   XLSTM_CHECK(!j.value("gradient_recurrent_cut", false), NotImplementedError,
-              "[slstm] gradient_recurrent_cut=true is not implemented");
+              "[slstm] gradient_recurrent_cut=true is not supported");
   for (const char* k : {"gradient_recurrent_clipval", "forward_clipval"})
     XLSTM_CHECK(!j.contains(k) || j[k].is_null(), NotImplementedError, "[slstm] ", k,
-                " is not implemented; hint: leave it null");
+                " is not supported; hint: leave it null");
   SLSTMCellConfig cfg;
   cfg.hidden_size = j.at("hidden_size").get<int64_t>();
   cfg.num_heads = j.at("num_heads").get<int64_t>();

@@ -29,7 +29,7 @@ void run_case(const std::string& name, conformance::ImplPrecision prec) {
   const std::string file = test::shared_dir() + "/conformance/" + name + ".safetensors";
   int status = 0;
   const std::string line = conformance::run_one(file, prec, &status);
-  if (status == -1) GTEST_SKIP() << line << " (kind not implemented in this build)";
+  if (status == -1) GTEST_SKIP() << line << " (kind not supported by this build yet)";
   EXPECT_EQ(status, 1) << line;
 }
 
