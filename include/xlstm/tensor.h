@@ -10,12 +10,12 @@
 
 namespace xlstm {
 
-enum class DType { F32, F64, BF16, I32, I64 };
+enum class DType { F32, F64, BF16, F16, I32, I64 };
 enum class Device { CPU, CUDA };
 using Shape = std::vector<int64_t>;
 
 size_t dtype_size(DType dt);
-const char* dtype_name(DType dt);  // "F32", "F64", "BF16", "I32", "I64" (safetensors spelling)
+const char* dtype_name(DType dt);  // "F32", "F64", "BF16", "F16", "I32", "I64" (safetensors spelling)
 std::string shape_str(const Shape& s);  // "(2,3,4)"
 int64_t shape_numel(const Shape& s);
 
@@ -67,6 +67,7 @@ class Tensor {
   Tensor clone() const;              // deep copy
   Tensor reshape(Shape s) const;     // shares storage; numel must match
   void zero();                       // fill with zeros
+  void fill(double v);               // every element = v (F32/F64/BF16)
   std::vector<double> to_f64() const;  // values as doubles (any numeric dtype)
 
  private:
@@ -83,5 +84,7 @@ class Tensor {
 // bf16 <-> f32 (round to nearest even).
 float bf16_to_f32(uint16_t v);
 uint16_t f32_to_bf16(float f);
+// IEEE half -> f32 (exact).
+float f16_to_f32(uint16_t v);
 
 }  // namespace xlstm

@@ -13,6 +13,7 @@ void run_case_mlstm_block(const Case& c, Comparer& cmp, ImplPrecision prec);
 void run_case_slstm_block(const Case& c, Comparer& cmp, ImplPrecision prec);
 void run_case_xlstm_lm(const Case& c, Comparer& cmp, ImplPrecision prec);
 void run_case_xlstm_lm_step(const Case& c, Comparer& cmp, ImplPrecision prec);
+void run_case_xlstm_large(const Case& c, Comparer& cmp, ImplPrecision prec);
 
 // Shared helper (case_slstm_cell.cpp): checks that the aux.cuda.* / aux.ext.* layouts of the
 // sLSTM cell at `prefix` convert to the same parameters as param.*.

@@ -22,6 +22,7 @@ const std::map<std::string, KindRunner>& kind_runners() {
       {"slstm_block", run_case_slstm_block},
       {"xlstm_lm", run_case_xlstm_lm},
       {"xlstm_lm_step", run_case_xlstm_lm_step},
+      {"xlstm_large", run_case_xlstm_large},
   };
   return m;
 }

@@ -2,6 +2,7 @@
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -27,6 +28,7 @@ size_t dtype_size(DType dt) {
     case DType::F32: return 4;
     case DType::F64: return 8;
     case DType::BF16: return 2;
+    case DType::F16: return 2;
     case DType::I32: return 4;
     case DType::I64: return 8;
   }
@@ -38,6 +40,7 @@ const char* dtype_name(DType dt) {
     case DType::F32: return "F32";
     case DType::F64: return "F64";
     case DType::BF16: return "BF16";
+    case DType::F16: return "F16";
     case DType::I32: return "I32";
     case DType::I64: return "I64";
   }
@@ -114,12 +117,37 @@ uint16_t f32_to_bf16(float f) {
   return (uint16_t)(u >> 16);
 }
 
+float f16_to_f32(uint16_t h) {
+  const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, u;
+  if (exp == 0) {
+    if (man == 0) {
+      u = sign;
+    } else {  // subnormal: normalise
+      exp = 127 - 15 + 1;
+      while (!(man & 0x400u)) {
+        man <<= 1;
+        --exp;
+      }
+      u = sign | (exp << 23) | ((man & 0x3ffu) << 13);
+    }
+  } else if (exp == 31) {
+    u = sign | 0x7f800000u | (man << 13);
+  } else {
+    u = sign | ((exp + 127 - 15) << 23) | (man << 13);
+  }
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
 namespace {
 double load_as_f64(const void* p, DType dt, int64_t i) {
   switch (dt) {
     case DType::F32: return ((const float*)p)[i];
     case DType::F64: return ((const double*)p)[i];
     case DType::BF16: return bf16_to_f32(((const uint16_t*)p)[i]);
+    case DType::F16: return f16_to_f32(((const uint16_t*)p)[i]);
     case DType::I32: return ((const int32_t*)p)[i];
     case DType::I64: return (double)((const int64_t*)p)[i];
   }
@@ -147,11 +175,23 @@ Tensor Tensor::to(DType dt) const {
       case DType::F32: r.data<float>()[i] = (float)v; break;
       case DType::F64: r.data<double>()[i] = v; break;
       case DType::BF16: ((uint16_t*)r.raw())[i] = f32_to_bf16((float)v); break;
+      case DType::F16: throw TypeError("[Tensor::to] conversion to F16 is not supported");
       case DType::I32: r.data<int32_t>()[i] = (int32_t)v; break;
       case DType::I64: r.data<int64_t>()[i] = (int64_t)v; break;
     }
   }
   return r;
+}
+
+void Tensor::fill(double v) {
+  switch (dtype_) {
+    case DType::F32: std::fill(data<float>(), data<float>() + numel_, (float)v); break;
+    case DType::F64: std::fill(data<double>(), data<double>() + numel_, v); break;
+    case DType::BF16:
+      std::fill((uint16_t*)data_, (uint16_t*)data_ + numel_, f32_to_bf16((float)v));
+      break;
+    default: throw TypeError(str("[Tensor::fill] not supported for ", dtype_name(dtype_)));
+  }
 }
 
 Tensor Tensor::clone() const {

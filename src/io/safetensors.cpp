@@ -20,9 +20,10 @@ DType parse_safetensors_dtype(const std::string& s, const std::string& where) {
   if (s == "F32") return DType::F32;
   if (s == "F64") return DType::F64;
   if (s == "BF16") return DType::BF16;
+  if (s == "F16") return DType::F16;
   if (s == "I32") return DType::I32;
   if (s == "I64") return DType::I64;
-  throw IoError(str(where, ": unsupported dtype '", s, "'; hint: F32, F64, BF16, I32 or I64"));
+  throw IoError(str(where, ": unsupported dtype '", s, "'; hint: F32, F64, BF16, F16, I32 or I64"));
 }
 
 SafeTensorsFile::SafeTensorsFile(const std::string& path) : path_(path) {

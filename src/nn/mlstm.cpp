@@ -21,27 +21,6 @@ int64_t MLSTMLayerConfig::inner() const {
   return (int64_t)std::ceil(raw / (double)m) * m;
 }
 
-namespace {
-
-// (B, S, NH, DH) <-> (B, NH, S, DH)
-template <class T>
-void bsnd_to_bnsd(int64_t B, int64_t S, int64_t NH, int64_t DH, const T* src, T* dst) {
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t s = 0; s < S; ++s)
-      for (int64_t h = 0; h < NH; ++h)
-        std::memcpy(dst + ((b * NH + h) * S + s) * DH, src + ((b * S + s) * NH + h) * DH,
-                    sizeof(T) * DH);
-}
-template <class T>
-void bnsd_to_bsnd(int64_t B, int64_t S, int64_t NH, int64_t DH, const T* src, T* dst) {
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t s = 0; s < S; ++s)
-      for (int64_t h = 0; h < NH; ++h)
-        std::memcpy(dst + ((b * S + s) * NH + h) * DH, src + ((b * NH + h) * S + s) * DH,
-                    sizeof(T) * DH);
-}
-
-}  // namespace
 
 template <class T>
 MLSTMLayer<T>::MLSTMLayer(const MLSTMLayerConfig& cfg) : cfg_(cfg) {
