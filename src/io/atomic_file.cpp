@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 
 #include "xlstm/error.h"
 
@@ -46,6 +47,43 @@ void write_file_atomic(const std::string& path, const std::string& content) {
   AtomicFile f(path);
   f.write(content);
   f.commit();
+}
+
+namespace {
+void fsync_dir(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+}  // namespace
+
+void write_dir_atomic(const std::string& dir,
+                      const std::function<void(const std::string& tmp)>& fill) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const std::string tmp = dir + ".tmp." + std::to_string(::getpid());
+  fs::remove_all(tmp, ec);
+  XLSTM_CHECK(fs::create_directories(tmp, ec) && !ec, IoError, tmp, ": cannot create directory (",
+              ec.message(), ")");
+  try {
+    fill(tmp);
+    fsync_dir(tmp);
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+  const std::string old = dir + ".old";
+  fs::remove_all(old, ec);
+  if (fs::exists(dir, ec)) {
+    fs::rename(dir, old, ec);
+    XLSTM_CHECK(!ec, IoError, dir, ": cannot move the previous directory aside (", ec.message(), ")");
+  }
+  fs::rename(tmp, dir, ec);
+  XLSTM_CHECK(!ec, IoError, dir, ": cannot rename the new directory into place (", ec.message(), ")");
+  fsync_dir(fs::path(dir).parent_path().empty() ? "." : fs::path(dir).parent_path().string());
+  fs::remove_all(old, ec);
 }
 
 }  // namespace xlstm

@@ -3,6 +3,7 @@
 // temp file and leaves any existing file at `path` untouched.
 #pragma once
 #include <cstddef>
+#include <functional>
 #include <string>
 
 namespace xlstm {
@@ -25,5 +26,11 @@ class AtomicFile {
 
 // Convenience: whole-file atomic write.
 void write_file_atomic(const std::string& path, const std::string& content);
+
+// A directory that appears complete or not at all: `fill(tmp)` writes the files into a fresh
+// temp directory beside `dir`, which is then fsynced and renamed over `dir` (an existing `dir`
+// is moved aside first and removed after). If `fill` throws, the temp directory is removed and
+// `dir` is untouched. Throws IoError.
+void write_dir_atomic(const std::string& dir, const std::function<void(const std::string& tmp)>& fill);
 
 }  // namespace xlstm

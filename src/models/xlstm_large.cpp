@@ -271,14 +271,19 @@ struct XLSTMLarge<T>::Saved {
 };
 
 template <class T>
-XLSTMLarge<T>::XLSTMLarge(const XLSTMLargeConfig& cfg) : cfg_(cfg) {
+XLSTMLarge<T>::XLSTMLarge(const XLSTMLargeConfig& cfg, ParamAlloc alloc) : cfg_(cfg) {
   cfg_.validate("[xlstm_large]");
   const DType dt = DTypeOf<T>::value;
   const int64_t V = cfg_.vocab_size, H = cfg_.embedding_dim, NH = cfg_.num_heads,
                 QK = cfg_.qk_dim(), VD = cfg_.v_dim(), U = cfg_.ffn_dim();
-  w_emb_ = Tensor({V, H}, dt);
-  if (cfg_.add_out_norm) w_out_ = Tensor({H}, dt);
-  if (!cfg_.tie_word_embeddings) w_head_ = Tensor({V, H}, dt);
+  const bool init = alloc == ParamAlloc::Init;
+  auto make = [&](const Shape& shape) {
+    if (init) return Tensor(shape, dt);
+    return Tensor::wrap(shape, dt, std::make_shared<int>(0), nullptr);  // shape only
+  };
+  w_emb_ = make({V, H});
+  if (cfg_.add_out_norm) w_out_ = make({H});
+  if (!cfg_.tie_word_embeddings) w_head_ = make({V, H});
   const Shape shapes[kNumP] = {{H},  {H},  {QK, H}, {QK}, {QK, H}, {QK}, {VD, H}, {VD}, {VD, H},
                                {VD}, {NH, H}, {NH}, {NH, H}, {NH}, {VD}, {VD}, {H, VD}, {H},
                                {H},  {H},  {U, H},  {U},  {U, H},  {U},  {H, U},  {H}};
@@ -287,13 +292,21 @@ XLSTMLarge<T>::XLSTMLarge(const XLSTMLargeConfig& cfg) : cfg_(cfg) {
     for (int p = 0; p < kNumP; ++p) {
       const bool is_bias = std::string(kNames[p]).find(".bias") != std::string::npos;
       if (is_bias && !cfg_.use_bias && p != kIB && p != kFB) continue;
-      b->w[p] = Tensor(shapes[p], dt);
+      b->w[p] = make(shapes[p]);
     }
     blocks_.push_back(std::move(b));
   }
   eval_saved_ = std::make_unique<Saved>();
+  if (!init) return;
   Rng rng(0);
   reset_parameters(rng);
+}
+
+template <class T>
+void XLSTMLarge<T>::check_loaded() const {
+  for (auto& p : const_cast<XLSTMLarge*>(this)->params())
+    XLSTM_CHECK(p.value->raw() != nullptr, ValueError, "[xlstm_large] parameter '", p.name,
+                "' was never loaded");
 }
 
 template <class T>
@@ -301,6 +314,8 @@ XLSTMLarge<T>::~XLSTMLarge() = default;
 
 template <class T>
 void XLSTMLarge<T>::reset_parameters(Rng& rng) {
+  for (auto& p : params())  // fresh owned storage (placeholders and mapped views are read-only)
+    *p.value = Tensor(p.value->shape(), DTypeOf<T>::value);
   const int64_t H = cfg_.embedding_dim, NH = cfg_.num_heads;
   const double small = small_init_std(H);
   init_normal(w_emb_, rng, small);
@@ -536,6 +551,7 @@ Tensor XLSTMLarge<T>::forward(const Tensor& ids, Mode mode, const XLSTMLargeStat
   const int64_t B = ids.dim(0), S = ids.dim(1), N = B * S, H = cfg_.embedding_dim,
                 V = cfg_.vocab_size, L = cfg_.num_blocks;
   XLSTM_CHECK(B >= 1 && S >= 1, ValueError, "[xlstm_large] empty batch or sequence");
+  check_loaded();
   XLSTM_CHECK(mode == Mode::Eval || training_, ValueError,
               "[xlstm_large] Mode::Train needs enable_training()");
   const bool has_in = state_in && !state_in->blocks.empty();

@@ -79,12 +79,16 @@ struct XLSTMLargeState {
   std::vector<MlstmState> blocks;
 };
 
+// Init: parameters allocated in T and initialised by reset_parameters(Rng(0)).
+// Placeholders: every parameter has its shape but no storage (nothing allocated, so a model of
+// any size can be described); set_param must give each one before forward (checked).
+enum class ParamAlloc { Init, Placeholders };
+
 template <class T>
 class XLSTMLarge : public Module {
  public:
-  // Parameters F32/F64 (T), initialised by reset_parameters(Rng(0)); gradients are allocated by
-  // enable_training().
-  explicit XLSTMLarge(const XLSTMLargeConfig& cfg);
+  // Gradients are allocated by enable_training().
+  explicit XLSTMLarge(const XLSTMLargeConfig& cfg, ParamAlloc alloc = ParamAlloc::Init);
   ~XLSTMLarge() override;
   const XLSTMLargeConfig& config() const { return cfg_; }
   int64_t vocab_size() const { return cfg_.vocab_size; }
@@ -123,6 +127,7 @@ class XLSTMLarge : public Module {
   std::vector<int64_t> ids_;
   std::vector<T> xlast_, xn_, rstd_, logits_;
   bool saved_train_ = false;
+  void check_loaded() const;
   void block_forward(Block& b, Saved& s, int64_t B, int64_t S, T* x, const MlstmState* st_in,
                      MlstmState* st_out, Mode mode);
   void block_backward(Block& b, Saved& s, T* dx);

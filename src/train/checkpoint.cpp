@@ -29,23 +29,10 @@ std::map<std::string, Tensor> read_all(const std::string& path) {
   return r;
 }
 
-void fsync_dir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
-
 }  // namespace
 
 void save_checkpoint(const std::string& dir, const Checkpoint& ck) {
-  std::error_code ec;
-  const std::string tmp = dir + ".tmp." + std::to_string(::getpid());
-  fs::remove_all(tmp, ec);
-  XLSTM_CHECK(fs::create_directories(tmp, ec) && !ec, IoError, tmp, ": cannot create directory (",
-              ec.message(), ")");
-  try {
+  write_dir_atomic(dir, [&](const std::string& tmp) {
     nlohmann::json cfg = ck.config;
     cfg["format"] = "xlstm-checkpoint";
     cfg["version"] = 1;
@@ -54,21 +41,7 @@ void save_checkpoint(const std::string& dir, const Checkpoint& ck) {
     save_safetensors(tmp + "/model.safetensors", ck.model);
     if (!ck.optim.empty()) save_safetensors(tmp + "/optimizer.safetensors", ck.optim);
     write_file_atomic(tmp + "/state.json", ck.state.dump(2) + "\n");
-    fsync_dir(tmp);
-  } catch (...) {
-    fs::remove_all(tmp, ec);
-    throw;
-  }
-  const std::string old = dir + ".old";
-  fs::remove_all(old, ec);
-  if (exists(dir)) {
-    fs::rename(dir, old, ec);
-    XLSTM_CHECK(!ec, IoError, dir, ": cannot move the previous checkpoint aside (", ec.message(), ")");
-  }
-  fs::rename(tmp, dir, ec);
-  XLSTM_CHECK(!ec, IoError, dir, ": cannot rename the new checkpoint into place (", ec.message(), ")");
-  fsync_dir(fs::path(dir).parent_path().empty() ? "." : fs::path(dir).parent_path().string());
-  fs::remove_all(old, ec);
+  });
 }
 
 Checkpoint load_checkpoint(const std::string& dir_in, bool with_optimizer) {
