@@ -15,7 +15,14 @@ using nlohmann::json;
 
 bool is_hf_dir(const std::string& dir) {
   std::error_code ec;
-  return fs::is_directory(dir, ec) && fs::is_regular_file(fs::path(dir) / "config.json", ec);
+  const std::string cfg = (fs::path(dir) / "config.json").string();
+  if (!fs::is_directory(dir, ec) || !fs::is_regular_file(cfg, ec)) return false;
+  try {
+    const json j = json_cfg::read_file(cfg);
+    return j.is_object() && j.contains("model_type");
+  } catch (const Error&) {
+    return true;  // a broken config.json: let the loader report it
+  }
 }
 
 namespace {

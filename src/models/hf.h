@@ -39,7 +39,8 @@ struct HfCheckpoint {
   int64_t stored_bytes = 0;          // bytes of all stored tensors
 };
 
-// True when `dir` is a directory with a config.json (an HF-format model directory).
+// True when `dir` holds a config.json with a `model_type` (an HF-format model directory, not
+// one of our checkpoints), or a config.json that cannot be parsed.
 bool is_hf_dir(const std::string& dir);
 
 // Throws IoError / ValueError naming the file and the field or tensor.

@@ -1,7 +1,9 @@
 // The language-model interface the trainer and the generator use, and the factory that builds
 // a model from its JSON config ({"arch": "xlstm" | "lstm", ...}). Models compute in float32.
 #pragma once
+#include <map>
 #include <memory>
+#include <vector>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -31,7 +33,24 @@ class LanguageModel : public Module {
   virtual Tensor prefill(const Tensor& ids, LMState& state) = 0;
   // One token per sequence: ids (B) -> logits (B, V), O(1) work in the sequence length.
   virtual Tensor step(const Tensor& ids, LMState& state) = 0;
+  // The carried state as named tensors, every one batch-first (B, ...), for saving a state to
+  // a file and for stacking rows into a batch (state_rows / concat_state_rows below). A zero
+  // state may export as an empty map. import_state is the inverse; it throws ValueError naming
+  // `where` for names or shapes this model does not have.
+  virtual std::map<std::string, Tensor> export_state(const LMState& state) const = 0;
+  virtual std::unique_ptr<LMState> import_state(const std::map<std::string, Tensor>& tensors,
+                                                const std::string& where) const = 0;
 };
+
+// Rows [b] of every tensor of an exported state (each (1, ...)), and the concatenation of
+// exported single- or multi-row states along the batch dimension (same names and shapes).
+using StateTensors = std::map<std::string, Tensor>;
+StateTensors state_row(const StateTensors& s, int64_t b);
+StateTensors concat_state_rows(const std::vector<StateTensors>& rows, const std::string& where);
+// Moves dimension `dim` of t to the front (a copy): (A, B, C) with dim 1 -> (B, A, C).
+Tensor batch_first(const Tensor& t, int dim);
+// The inverse: moves the front dimension to position `dim`.
+Tensor batch_to(const Tensor& t, int dim);
 
 // Builds an untrained model (deterministic init from `seed`). Throws ValueError naming `where`
 // and the field for a bad config.

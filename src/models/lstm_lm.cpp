@@ -129,6 +129,27 @@ std::unique_ptr<LMState> LSTMLM::new_state(int64_t B) const {
   return s;
 }
 
+std::map<std::string, Tensor> LSTMLM::export_state(const LMState& state) const {
+  const auto& s = dynamic_cast<const LSTMLMState&>(state);
+  return {{"h", batch_first(s.h, 1)}, {"c", batch_first(s.c, 1)}};
+}
+
+std::unique_ptr<LMState> LSTMLM::import_state(const std::map<std::string, Tensor>& t,
+                                              const std::string& where) const {
+  XLSTM_CHECK(t.size() == 2 && t.count("h") && t.count("c"), ValueError, where,
+              ": an LSTM state has exactly the tensors 'h' and 'c'");
+  auto s = std::make_unique<LSTMLMState>();
+  for (const char* n : {"h", "c"}) {
+    const Tensor& x = t.at(n);
+    XLSTM_CHECK(x.ndim() == 3 && x.dim(1) == cfg_.num_layers && x.dim(2) == cfg_.hidden_size,
+                ValueError, where, ": state tensor '", n, "' must be (B, ", cfg_.num_layers, ", ",
+                cfg_.hidden_size, "), got ", shape_str(x.shape()));
+    (n[0] == 'h' ? s->h : s->c) = batch_to(x.to(DType::F32), 1);
+  }
+  XLSTM_CHECK(s->h.dim(1) == s->c.dim(1), ValueError, where, ": 'h' and 'c' differ in batch size");
+  return s;
+}
+
 Tensor LSTMLM::prefill(const Tensor& ids, LMState& state) {
   auto& s = dynamic_cast<LSTMLMState&>(state);
   Tensor h_n, c_n;

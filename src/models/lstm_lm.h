@@ -26,6 +26,10 @@ class LSTMLM : public LanguageModel {
   std::unique_ptr<LMState> new_state(int64_t B) const override;
   Tensor prefill(const Tensor& ids, LMState& state) override;
   Tensor step(const Tensor& ids, LMState& state) override;
+  // "h", "c": (B, L, H) (the LSTM's (L, B, H) made batch-first).
+  std::map<std::string, Tensor> export_state(const LMState& state) const override;
+  std::unique_ptr<LMState> import_state(const std::map<std::string, Tensor>& t,
+                                        const std::string& where) const override;
 
  private:
   Tensor run(const Tensor& ids, Mode mode, Rng* rng, const Tensor& h0, const Tensor& c0,
