@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -12,6 +13,7 @@
 
 #include "io/atomic_file.h"
 #include "io/json_config.h"
+#include "text/tokenizer.h"
 #include "core/rng_state.h"
 
 namespace xlstm {
@@ -122,10 +124,24 @@ void utf8_append(std::string& out, uint32_t cp) {
 VocabKind parse_vocab_kind(const std::string& s) {
   if (s == "char") return VocabKind::Char;
   if (s == "byte") return VocabKind::Byte;
+  if (s == "bpe") return VocabKind::Bpe;
   throw ValueError(str("[vocab] unknown vocabulary kind '", s, "'; choose char or byte"));
 }
 
-const char* vocab_kind_name(VocabKind k) { return k == VocabKind::Char ? "char" : "byte"; }
+const char* vocab_kind_name(VocabKind k) {
+  return k == VocabKind::Char ? "char" : k == VocabKind::Byte ? "byte" : "bpe";
+}
+
+Vocab Vocab::bpe(const std::string& tokenizer_json, int64_t model_vocab) {
+  Vocab v;
+  v.kind_ = VocabKind::Bpe;
+  v.tok_ = std::make_shared<const Tokenizer>(Tokenizer::from_file(tokenizer_json));
+  v.tokenizer_file_ = tokenizer_json;
+  XLSTM_CHECK(model_vocab >= v.tok_->vocab_size(), ValueError, tokenizer_json, ": the tokenizer has ",
+              v.tok_->vocab_size(), " ids, more than the model's ", model_vocab, " embedding rows");
+  v.bpe_size_ = model_vocab;
+  return v;
+}
 
 // ---------------------------------------------------------------------------------- Vocab
 
@@ -167,10 +183,12 @@ Vocab Vocab::bytes() {
 uint32_t Vocab::symbol(int64_t id) const {
   XLSTM_CHECK(id >= 0 && id < size(), ValueError, "[vocab] token id ", id, " outside [0, ", size(),
               ")");
+  XLSTM_CHECK(kind_ != VocabKind::Bpe, ValueError, "[vocab] a BPE token is not one symbol");
   return kind_ == VocabKind::Byte ? (uint32_t)id : symbols_[(size_t)id];
 }
 
 std::string Vocab::symbol_str(int64_t id) const {
+  if (kind_ == VocabKind::Bpe) return tok_->decode(std::vector<int32_t>{(int32_t)id});
   const uint32_t s = symbol(id);
   if (kind_ == VocabKind::Char) return printable(s);
   if (s >= 0x20 && s < 0x7F) return std::string(1, (char)s);
@@ -181,6 +199,13 @@ std::string Vocab::symbol_str(int64_t id) const {
 }
 
 std::vector<int32_t> Vocab::encode(const std::string& text, const std::string& where) const {
+  if (kind_ == VocabKind::Bpe) {
+    try {
+      return tok_->encode(text, /*add_special_tokens=*/false);
+    } catch (const ValueError& e) {
+      throw ValueError(str(where, ": ", e.what()));
+    }
+  }
   std::vector<int32_t> ids;
   if (kind_ == VocabKind::Byte) {
     ids.resize(text.size());
@@ -208,7 +233,11 @@ std::vector<int32_t> Vocab::encode(const std::string& text, const std::string& w
 
 namespace {
 template <class I>
-std::string decode_impl(const Vocab& v, const I* ids, size_t n) {
+std::string decode_impl(const Vocab& v, const I* ids, size_t n, const Tokenizer* tok) {
+  if (tok) {
+    std::vector<int32_t> v32(ids, ids + n);
+    return tok->decode(v32);
+  }
   std::string out;
   out.reserve(n);
   const int64_t V = v.size();
@@ -223,8 +252,12 @@ std::string decode_impl(const Vocab& v, const I* ids, size_t n) {
 }
 }  // namespace
 
-std::string Vocab::decode(const int32_t* ids, size_t n) const { return decode_impl(*this, ids, n); }
-std::string Vocab::decode(const int64_t* ids, size_t n) const { return decode_impl(*this, ids, n); }
+std::string Vocab::decode(const int32_t* ids, size_t n) const {
+  return decode_impl(*this, ids, n, tok_.get());
+}
+std::string Vocab::decode(const int64_t* ids, size_t n) const {
+  return decode_impl(*this, ids, n, tok_.get());
+}
 
 json Vocab::to_json() const {
   json j;
@@ -232,6 +265,7 @@ json Vocab::to_json() const {
   j["version"] = 1;
   j["kind"] = vocab_kind_name(kind_);
   j["size"] = size();
+  if (kind_ == VocabKind::Bpe) j["tokenizer"] = "tokenizer.json";
   if (kind_ == VocabKind::Char) {
     json a = json::array();
     for (uint32_t cp : symbols_) {
@@ -244,15 +278,21 @@ json Vocab::to_json() const {
   return j;
 }
 
-Vocab Vocab::from_json(const json& j, const std::string& where) {
+Vocab Vocab::from_json(const json& j, const std::string& where, const std::string& dir) {
   namespace jc = json_cfg;
   const std::string fmt = jc::get_string(j, "format", where);
   XLSTM_CHECK(fmt == "xlstm-vocab", ValueError, where, ": field 'format' must be \"xlstm-vocab\", got \"",
               fmt, "\"");
   const int64_t ver = jc::get_int(j, "version", where);
   XLSTM_CHECK(ver == 1, ValueError, where, ": unsupported vocabulary version ", ver, " (this build reads 1)");
-  const VocabKind kind = parse_vocab_kind(jc::get_enum(j, "kind", where, {"char", "byte"}));
+  const VocabKind kind = parse_vocab_kind(jc::get_enum(j, "kind", where, {"char", "byte", "bpe"}));
   const int64_t size = jc::get_int(j, "size", where);
+  if (kind == VocabKind::Bpe) {
+    const std::string file = jc::get_string(j, "tokenizer", where);
+    XLSTM_CHECK(file.find('/') == std::string::npos && !file.empty(), ValueError, where,
+                ": field 'tokenizer' must be a file name beside the vocabulary");
+    return bpe((dir.empty() ? std::string(".") : dir) + "/" + file, size);
+  }
   if (kind == VocabKind::Byte) {
     XLSTM_CHECK(size == 256, ValueError, where, ": byte vocabulary must have size 256, got ", size);
     return bytes();
@@ -274,9 +314,26 @@ Vocab Vocab::from_json(const json& j, const std::string& where) {
   return from_code_points(std::move(cps), where);
 }
 
-void Vocab::save(const std::string& path) const { write_file_atomic(path, to_json().dump(1) + "\n"); }
+void Vocab::save(const std::string& path) const {
+  if (kind_ == VocabKind::Bpe) {
+    const std::string dir = std::filesystem::path(path).parent_path().string();
+    const std::string dst = (dir.empty() ? std::string(".") : dir) + "/tokenizer.json";
+    std::error_code ec;
+    if (!std::filesystem::equivalent(tokenizer_file_, dst, ec)) {
+      std::ifstream in(tokenizer_file_, std::ios::binary);
+      XLSTM_CHECK(in.good(), IoError, tokenizer_file_, ": cannot open for reading");
+      std::stringstream ss;
+      ss << in.rdbuf();
+      write_file_atomic(dst, ss.str());
+    }
+  }
+  write_file_atomic(path, to_json().dump(1) + "\n");
+}
 
-Vocab Vocab::load(const std::string& path) { return from_json(json_cfg::read_file(path), path); }
+Vocab Vocab::load(const std::string& path) {
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  return from_json(json_cfg::read_file(path), path, dir);
+}
 
 // ----------------------------------------------------------------------------- TextCorpus
 
@@ -305,6 +362,8 @@ TextCorpus TextCorpus::from_file(const std::string& path, const Vocab& vocab, do
 }
 
 TextCorpus TextCorpus::from_file(const std::string& path, VocabKind kind, double val_fraction) {
+  XLSTM_CHECK(kind != VocabKind::Bpe, ValueError, path,
+              ": a BPE vocabulary comes with a pretrained model; hint: --init-from HF_DIR");
   const std::string text = read_text_file(path);
   const Vocab v = kind == VocabKind::Byte ? Vocab::bytes() : Vocab::from_text(text, path);
   return from_text(text, v, val_fraction, path);

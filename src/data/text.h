@@ -17,6 +17,8 @@
 
 namespace xlstm {
 
+class Tokenizer;
+
 // Whole file as bytes. IoError naming the file if it is missing, unreadable or empty.
 std::string read_text_file(const std::string& path);
 
@@ -26,8 +28,8 @@ std::vector<uint32_t> utf8_decode(const std::string& s, const std::string& where
 // Appends the UTF-8 encoding of code point cp (cp must be a valid scalar value).
 void utf8_append(std::string& out, uint32_t cp);
 
-enum class VocabKind { Char, Byte };
-VocabKind parse_vocab_kind(const std::string& s);  // "char" | "byte"; ValueError otherwise
+enum class VocabKind { Char, Byte, Bpe };
+VocabKind parse_vocab_kind(const std::string& s);  // "char" | "byte" | "bpe"; ValueError otherwise
 const char* vocab_kind_name(VocabKind k);
 
 // Token id <-> symbol. Char: the distinct code points of a text, sorted ascending, id = rank.
@@ -38,9 +40,16 @@ class Vocab {
   static Vocab from_text(const std::string& utf8, const std::string& where);  // char vocab
   static Vocab from_code_points(std::vector<uint32_t> cps, const std::string& where);  // sorts, dedups
   static Vocab bytes();
+  // The byte-level BPE of a Hugging Face tokenizer.json (text/tokenizer.h): encode without
+  // special tokens, decode with them. `model_vocab` = the embedding rows of the model it feeds
+  // (>= the tokenizer's ids; xLSTM-7B pads 50277 to 50304); size() returns it.
+  static Vocab bpe(const std::string& tokenizer_json, int64_t model_vocab);
+  const std::string& tokenizer_file() const { return tokenizer_file_; }
 
   VocabKind kind() const { return kind_; }
-  int64_t size() const { return kind_ == VocabKind::Byte ? 256 : (int64_t)symbols_.size(); }
+  int64_t size() const {
+    return kind_ == VocabKind::Byte ? 256 : kind_ == VocabKind::Bpe ? bpe_size_ : (int64_t)symbols_.size();
+  }
   bool empty() const { return size() == 0; }
   // Code point (char) or byte value (byte) of token `id`; ValueError if out of range.
   uint32_t symbol(int64_t id) const;
@@ -58,17 +67,25 @@ class Vocab {
 
   // JSON: {"format":"xlstm-vocab","version":1,"kind":"char","size":N,"symbols":["\n"," ","a",...]}
   // (byte: no "symbols"). Every symbol is one character; they must be strictly ascending.
+  // bpe: {"kind":"bpe","size":N,"tokenizer":"tokenizer.json"}, the tokenizer file beside it.
   nlohmann::json to_json() const;
-  static Vocab from_json(const nlohmann::json& j, const std::string& where);  // ValueError naming where + field
-  void save(const std::string& path) const;  // atomic write
+  // ValueError naming where + field. `dir`: where a bpe vocabulary's tokenizer file lives.
+  static Vocab from_json(const nlohmann::json& j, const std::string& where,
+                         const std::string& dir = "");
+  void save(const std::string& path) const;  // atomic write (bpe: also copies tokenizer.json beside it)
   static Vocab load(const std::string& path);  // IoError (unreadable / not JSON), ValueError (content)
 
-  bool operator==(const Vocab& o) const { return kind_ == o.kind_ && symbols_ == o.symbols_; }
+  bool operator==(const Vocab& o) const {
+    return kind_ == o.kind_ && symbols_ == o.symbols_ && bpe_size_ == o.bpe_size_;
+  }
 
  private:
   VocabKind kind_ = VocabKind::Char;
   std::vector<uint32_t> symbols_;  // char: sorted code points
   std::vector<int32_t> index_;     // char: code point -> id, -1 if absent (size max_cp + 1)
+  std::shared_ptr<const Tokenizer> tok_;  // bpe
+  std::string tokenizer_file_;            // bpe: the tokenizer.json it was read from
+  int64_t bpe_size_ = 0;
 };
 
 enum class Split { Train, Val };

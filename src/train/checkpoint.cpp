@@ -10,6 +10,8 @@
 #include "io/atomic_file.h"
 #include "io/json_config.h"
 #include "io/safetensors.h"
+#include "models/hf.h"
+#include "models/xlstm_large_lm.h"
 
 namespace xlstm {
 
@@ -89,6 +91,18 @@ LoadedModel load_model(const std::string& path) {
               r.model->vocab_size(), " does not match vocab.json's ", r.vocab.size(), " symbols");
   r.model->load_params(ck.model, r.dir + "/model.safetensors");
   return r;
+}
+
+void export_hf(const std::string& path, const std::string& hf_dir, DType dtype) {
+  LoadedModel m = load_model(path);
+  auto* lm = dynamic_cast<XLSTMLargeLM*>(m.model.get());
+  XLSTM_CHECK(lm, ValueError, m.dir, ": only xlstm-large models have a Hugging Face format (this "
+              "checkpoint's arch is '", m.config.value("arch", std::string("?")), "')");
+  const std::string tok = m.vocab.kind() == VocabKind::Bpe ? m.vocab.tokenizer_file() : "";
+  const auto& c = lm->model().config();
+  save_hf_checkpoint(hf_dir, lm->model(), nlohmann::json(), tok, dtype,
+                     {{"bos_token_id", c.bos_token_id}, {"eos_token_id", c.eos_token_id},
+                      {"pad_token_id", c.pad_token_id}});
 }
 
 }  // namespace xlstm

@@ -52,5 +52,10 @@ struct LoadedModel {
 };
 LoadedModel load_model(const std::string& path);
 
+// Writes the xLSTM-Large model of a checkpoint (path as for load_model) as a Hugging Face
+// model directory `hf_dir` (models/hf.h; weights F32 or BF16; its tokenizer.json when the
+// checkpoint has a BPE vocabulary). ValueError for models of other architectures.
+void export_hf(const std::string& path, const std::string& hf_dir, DType dtype = DType::F32);
+
 
 }  // namespace xlstm

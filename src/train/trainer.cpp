@@ -9,7 +9,9 @@
 #include "io/atomic_file.h"
 #include "io/json_config.h"
 #include "io/metrics.h"
+#include "models/hf.h"
 #include "models/lm.h"
+#include "models/xlstm_large_lm.h"
 #include "train/checkpoint.h"
 #include "train/clip.h"
 #include "viz/plot.h"
@@ -21,6 +23,7 @@ using json = nlohmann::json;
 
 json TrainConfig::to_json() const {
   return {{"data", data},           {"vocab", vocab},         {"val_fraction", val_fraction},
+          {"init_from", init_from},
           {"batch_size", batch_size}, {"context", context},   {"steps", steps},
           {"minutes", minutes},     {"accum", accum},         {"optimizer", optimizer},
           {"lr", lr},               {"min_lr", min_lr},       {"weight_decay", weight_decay},
@@ -35,6 +38,7 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& w) {
   TrainConfig c;
   c.data = get_string(j, "data", w);
   c.vocab = get_string(j, "vocab", w, c.vocab);
+  c.init_from = get_string(j, "init_from", w, c.init_from);
   c.val_fraction = get_number(j, "val_fraction", w, c.val_fraction);
   c.batch_size = get_int(j, "batch_size", w, c.batch_size);
   c.context = get_int(j, "context", w, c.context);
@@ -206,16 +210,32 @@ TrainResult train_language_model(const TrainConfig& cfg_in, json model_config, b
     std::fclose(f);
     fs::remove(probe, ec);
   }
-  // data
-  if (resume)
+  // data (and, when fine-tuning, the pretrained model and its tokenizer)
+  std::unique_ptr<HfCheckpoint> init;
+  if (!resume && !r.cfg.init_from.empty()) {
+    init = std::make_unique<HfCheckpoint>(load_hf_checkpoint(r.cfg.init_from, HfLoad::Mapped));
+    XLSTM_CHECK(!init->tokenizer_json.empty(), IoError, r.cfg.init_from,
+                ": no tokenizer.json, needed to encode --data for fine-tuning");
+    model_config = xlstm_large_lm_json(init->config);
+    r.cfg.vocab = "bpe";
+    r.corpus = std::make_unique<TextCorpus>(TextCorpus::from_file(
+        r.cfg.data, Vocab::bpe(init->tokenizer_json, init->config.vocab_size), r.cfg.val_fraction));
+  } else if (resume) {
     r.corpus = std::make_unique<TextCorpus>(TextCorpus::from_file(r.cfg.data, ck.vocab, r.cfg.val_fraction));
-  else
+  } else {
     r.corpus = std::make_unique<TextCorpus>(
         TextCorpus::from_file(r.cfg.data, parse_vocab_kind(r.cfg.vocab), r.cfg.val_fraction));
+  }
   const int64_t V = r.corpus->vocab().size();
   if (!resume) model_config["vocab_size"] = V;
   r.model_config = model_config;
   r.model = make_language_model(model_config, "model config", r.cfg.seed);
+  if (init) {  // the pretrained weights (copied into the trainable model)
+    std::map<std::string, Tensor> w;
+    for (auto& p : init->model->params()) w[p.name] = *p.value;
+    r.model->load_params(w, r.cfg.init_from);
+    init.reset();
+  }
   XLSTM_CHECK(r.model->vocab_size() == V, ValueError, "model config: vocab_size ",
               r.model->vocab_size(), " does not match the data's ", V, " symbols");
   r.sampler = std::make_unique<RandomWindowSampler>(r.corpus->tokens(Split::Train), r.cfg.batch_size,

@@ -31,7 +31,8 @@ class TrainingDiverged : public Error {
 struct TrainConfig {
   std::string data;             // text file
   std::string out;              // run directory
-  std::string vocab = "char";   // "char" | "byte"
+  std::string vocab = "char";   // "char" | "byte" (a fine-tuned HF model uses its tokenizer: "bpe")
+  std::string init_from;        // Hugging Face xlstm model directory to fine-tune ("" = fresh model)
   double val_fraction = 0.1;
   int64_t batch_size = 32;
   int64_t context = 128;        // T (window length)
