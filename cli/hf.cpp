@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "models/hf.h"
 #include "models/hf_check.h"
+#include "train/checkpoint.h"
 
 namespace xlstm::cli {
 
@@ -63,6 +64,30 @@ void add_hf_check(CLI::App& app, std::function<int()>& run) {
       }
       std::cout << passed << " passed, " << failed << " failed\n";
       return failed == 0 ? 0 : 1;
+    };
+  });
+}
+
+void add_export_hf(CLI::App& app, std::function<int()>& run) {
+  struct Opts {
+    std::string checkpoint, out, dtype = "f32";
+  };
+  auto o = std::make_shared<Opts>();
+  auto* s = app.add_subcommand(
+      "export-hf",
+      "Write an xlstm-large checkpoint of `xlstm train` (e.g. a fine-tuned Hugging Face model) "
+      "as a Hugging Face model directory: config.json, model.safetensors, tokenizer.json.");
+  s->add_option("--checkpoint", o->checkpoint, "run directory (uses best/) or checkpoint directory")
+      ->required();
+  s->add_option("--out", o->out, "directory to write (replaced atomically)")->required();
+  s->add_option("--dtype", o->dtype, "weight dtype: f32 or bf16")->capture_default_str();
+  s->callback([o, &run] {
+    run = [o]() -> int {
+      XLSTM_CHECK(o->dtype == "f32" || o->dtype == "bf16", ValueError,
+                  "--dtype must be f32 or bf16, got '", o->dtype, "'");
+      export_hf(o->checkpoint, o->out, o->dtype == "bf16" ? DType::BF16 : DType::F32);
+      std::cout << "wrote " << o->out << "\n";
+      return 0;
     };
   });
 }

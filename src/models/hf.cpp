@@ -147,7 +147,8 @@ void save_hf_checkpoint(const std::string& dir, XLSTMLarge<float>& model, const 
   XLSTM_CHECK(dtype == DType::F32 || dtype == DType::BF16, ValueError,
               "[save_hf_checkpoint] dtype must be F32 or BF16, got ", dtype_name(dtype));
   json cfg = base_config.is_object() ? base_config : json::object();
-  for (auto& [k, v] : model.config().to_hf_json().items()) cfg[k] = v;
+  const json ours = model.config().to_hf_json();
+  for (auto& [k, v] : ours.items()) cfg[k] = v;
   cfg["torch_dtype"] = dtype == DType::BF16 ? "bfloat16" : "float32";
   std::map<std::string, Tensor> tensors;
   for (auto& p : model.params()) {
@@ -162,7 +163,11 @@ void save_hf_checkpoint(const std::string& dir, XLSTMLarge<float>& model, const 
   write_dir_atomic(dir, [&](const std::string& tmp) {
     write_file_atomic(tmp + "/config.json", cfg.dump(2) + "\n");
     save_safetensors(tmp + "/model.safetensors", tensors, {{"format", "pt"}});
-    if (!tokenizer_json.empty()) fs::copy_file(tokenizer_json, tmp + "/tokenizer.json");
+    if (!tokenizer_json.empty()) {
+      fs::copy_file(tokenizer_json, tmp + "/tokenizer.json");
+      fs::permissions(tmp + "/tokenizer.json", fs::perms::owner_read | fs::perms::owner_write |
+                                                   fs::perms::group_read | fs::perms::others_read);
+    }
     if (generation_config.is_object())
       write_file_atomic(tmp + "/generation_config.json", generation_config.dump(2) + "\n");
   });
