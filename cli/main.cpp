@@ -15,6 +15,13 @@ int main(int argc, char** argv) {
   xlstm::cli::add_conformance(app, run);
   xlstm::cli::add_train(app, run);
   xlstm::cli::add_generate(app, run);
+  xlstm::cli::add_hf_check(app, run);
+  xlstm::cli::add_export_hf(app, run);
+  xlstm::cli::add_tokenizer(app, run);
+  xlstm::cli::add_tune(app, run);
+  xlstm::cli::add_inspect(app, run);
+  xlstm::cli::add_forecast(app, run);
+  xlstm::cli::add_classify(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

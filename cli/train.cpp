@@ -9,6 +9,7 @@
 #include "cli/util.h"
 #include "io/json_config.h"
 #include "models/presets.h"
+#include "train/checkpoint.h"
 #include "train/trainer.h"
 
 namespace xlstm::cli {
@@ -24,6 +25,7 @@ void add_train(CLI::App& app, std::function<int()>& run) {
     bool resume = false, quiet = false;
     int threads = 0;
     int64_t context = -1;
+    std::string task = "lm";
   };
   auto o = std::make_shared<Opts>();
   auto* s = app.add_subcommand("train",
@@ -64,22 +66,53 @@ void add_train(CLI::App& app, std::function<int()>& run) {
   s->add_option("--seed", o->t.seed, "random seed (init, batches, dropout)")->capture_default_str();
   s->add_option("--threads", o->threads, "CPU threads (default: OMP_NUM_THREADS or all cores)");
   s->add_flag("--resume", o->resume, "continue the run in --out from its checkpoint");
+  s->add_option("--init-from", o->t.init_from,
+                "fine-tune a Hugging Face xlstm model directory (its tokenizer encodes --data; "
+                "--model is ignored); the best model is also written to OUT/hf in that format");
   s->add_option("--stop-at", o->t.stop_at, "stop after this step as if interrupted (checkpoint kept)");
   s->add_flag("-q,--quiet", o->quiet, "no progress output");
-  s->callback([o, &run] {
-    run = [o]() -> int {
+  s->add_option("--tbptt", o->t.tbptt,
+                "truncated BPTT: --batch-size streams read the text in consecutive windows of K "
+                "tokens with the state carried across windows (sets --context K)");
+  s->add_option("--doc-sep", o->t.doc_sep,
+                "with --tbptt: the string that ends a document; the carried state restarts "
+                "after it (escapes \\n \\t)");
+  s->add_option("--task", o->task,
+                "lm: character-level language model on a text file (default); forecast: "
+                "time-series forecaster on a CSV (see the forecasting flags); classify: "
+                "text classifier on CSV/JSONL with text,label (see the classification flags)")
+      ->capture_default_str();
+  auto forecast_flags = add_forecast_train_flags(s);
+  auto classify_flags = add_classify_train_flags(s);
+  s->callback([o, s, forecast_flags, classify_flags, &run] {
+    run = [o, s, forecast_flags, classify_flags]() -> int {
       set_threads(o->threads);
+      XLSTM_CHECK(o->task == "lm" || o->task == "forecast" || o->task == "classify", ValueError,
+                  "--task must be lm, forecast or classify, got '", o->task, "'");
+      if (o->task == "classify")
+        return run_classify_train(*s, *classify_flags, o->t, o->model,
+                                  {o->width, o->blocks, o->heads, o->context, o->dropout, o->slstm_at},
+                                  o->config_file, o->resume, o->quiet);
+      if (o->task == "forecast")
+        return run_forecast_train(*s, *forecast_flags, o->t, o->model,
+                                  {o->width, o->blocks, o->heads, o->context, o->dropout, o->slstm_at},
+                                  o->config_file, o->resume, o->quiet);
       nlohmann::json model;
       if (!o->resume) {
         XLSTM_CHECK(!o->t.data.empty(), ValueError, "--data FILE is required");
         ModelOverrides ov{o->width, o->blocks, o->heads, o->context, o->dropout, o->slstm_at};
-        if (!o->config_file.empty()) {
+        if (!o->t.init_from.empty()) {
+          XLSTM_CHECK(o->config_file.empty(), ValueError, "give --init-from or --config, not both");
+          XLSTM_CHECK(o->context > 0, ValueError, "--init-from needs --context (tokens per window)");
+        } else if (!o->config_file.empty()) {
           model = json_cfg::read_file(o->config_file);
           json_cfg::check_object(model, o->config_file);
         } else {
           model = model_preset(o->model, 1, ov);  // vocab_size is set from the data
         }
         o->t.context = o->context > 0 ? o->context : model_context_length(model);
+        o->t.doc_sep = unescape_flag(o->t.doc_sep);
+        if (!o->t.init_from.empty()) model = nlohmann::json::object();  // from the directory
       }
       const bool tty = ::isatty(2);
       auto progress = [&](const TrainProgress& p) {
@@ -108,6 +141,11 @@ void add_train(CLI::App& app, std::function<int()>& run) {
                   r.metrics_jsonl.c_str(), r.plot_png.c_str());
       std::printf("generate:   build/xlstm generate --checkpoint %s --prompt \"...\"\n",
                   o->t.out.c_str());
+      const std::string init = o->resume ? r.init_from : o->t.init_from;
+      if (!init.empty()) {  // fine-tuned HF model: back to its format
+        export_hf(r.best_dir, o->t.out + "/hf");
+        std::printf("hugging face: %s/hf\n", o->t.out.c_str());
+      }
       return 0;
     };
   });

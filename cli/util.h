@@ -22,4 +22,18 @@ inline std::string fmt_duration(double s) {
   return b;
 }
 
+// The escapes \n, \t and \\ in a flag value (e.g. --doc-sep '\n\n') -> the characters.
+inline std::string unescape_flag(const std::string& s) {
+  std::string r;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size() && (s[i + 1] == 'n' || s[i + 1] == 't' || s[i + 1] == '\\')) {
+      r += s[i + 1] == 'n' ? '\n' : s[i + 1] == 't' ? '\t' : '\\';
+      ++i;
+    } else {
+      r += s[i];
+    }
+  }
+  return r;
+}
+
 }  // namespace xlstm::cli

@@ -51,6 +51,13 @@ class XLSTMLanguageModel : public LanguageModel {
   Tensor step(const Tensor& ids, LMState& state) override {
     return lm_.step(ids, dynamic_cast<XLSTMState&>(state).s);
   }
+  Tensor forward_carry(const Tensor& ids, Mode mode, Rng* rng, LMState& state) override {
+    auto& s = dynamic_cast<XLSTMState&>(state);
+    XLSTMLMState next;
+    Tensor logits = lm_.forward(ids, mode, rng, s.s.blocks.empty() ? nullptr : &s.s, &next);
+    s.s = std::move(next);
+    return logits;
+  }
   std::map<std::string, Tensor> export_state(const LMState& state) const override {
     const auto& s = dynamic_cast<const XLSTMState&>(state).s;
     std::map<std::string, Tensor> r;
@@ -200,6 +207,12 @@ StateTensors concat_state_rows(const std::vector<StateTensors>& rows, const std:
   for (auto& row : rows)
     XLSTM_CHECK(row.size() == rows[0].size(), ValueError, where, ": states have different tensors");
   return r;
+}
+
+Tensor LanguageModel::forward_carry(const Tensor&, Mode, Rng*, LMState&) {
+  throw NotImplementedError(str("[lm] arch '", config().value("arch", std::string("?")),
+                                "' cannot train with a carried state (--tbptt); hint: an xlstm or "
+                                "lstm model"));
 }
 
 int64_t count_params(Module& m) {

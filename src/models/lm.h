@@ -40,6 +40,11 @@ class LanguageModel : public Module {
   virtual std::map<std::string, Tensor> export_state(const LMState& state) const = 0;
   virtual std::unique_ptr<LMState> import_state(const std::map<std::string, Tensor>& tensors,
                                                 const std::string& where) const = 0;
+  // Truncated backpropagation through time (train/tbptt.h): like forward (keeps what backward
+  // needs, dropout in Mode::Train), but starting from the carried `state`, which is then
+  // replaced by the state after the last position. The carried state is a constant for
+  // backward. The default throws NotImplementedError.
+  virtual Tensor forward_carry(const Tensor& ids, Mode mode, Rng* rng, LMState& state);
 };
 
 // Rows [b] of every tensor of an exported state (each (1, ...)), and the concatenation of

@@ -150,6 +150,15 @@ std::unique_ptr<LMState> LSTMLM::import_state(const std::map<std::string, Tensor
   return s;
 }
 
+Tensor LSTMLM::forward_carry(const Tensor& ids, Mode mode, Rng* rng, LMState& state) {
+  auto& s = dynamic_cast<LSTMLMState&>(state);
+  Tensor h_n, c_n;
+  Tensor logits = run(ids, mode, rng, s.h, s.c, &h_n, &c_n);
+  s.h = h_n;
+  s.c = c_n;
+  return logits;
+}
+
 Tensor LSTMLM::prefill(const Tensor& ids, LMState& state) {
   auto& s = dynamic_cast<LSTMLMState&>(state);
   Tensor h_n, c_n;

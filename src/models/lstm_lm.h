@@ -30,6 +30,7 @@ class LSTMLM : public LanguageModel {
   std::map<std::string, Tensor> export_state(const LMState& state) const override;
   std::unique_ptr<LMState> import_state(const std::map<std::string, Tensor>& t,
                                         const std::string& where) const override;
+  Tensor forward_carry(const Tensor& ids, Mode mode, Rng* rng, LMState& state) override;
 
  private:
   Tensor run(const Tensor& ids, Mode mode, Rng* rng, const Tensor& h0, const Tensor& c0,

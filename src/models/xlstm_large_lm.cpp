@@ -32,6 +32,11 @@ Tensor XLSTMLargeLM::forward(const Tensor& ids, Mode mode, Rng*) {
   return model_->forward(ids, mode);
 }
 
+Tensor XLSTMLargeLM::forward_carry(const Tensor& ids, Mode mode, Rng*, LMState& state) {
+  auto& s = dynamic_cast<LargeState&>(state).s;
+  return model_->forward(ids, mode, &s, &s);
+}
+
 std::unique_ptr<LMState> XLSTMLargeLM::new_state(int64_t) const {
   return std::make_unique<LargeState>();
 }

@@ -25,6 +25,8 @@ class XLSTMLargeLM : public LanguageModel {
   // and by HfLoad::Owned). xLSTM-Large has no dropout: rng is unused.
   Tensor forward(const Tensor& ids, Mode mode, Rng* rng) override;
   void backward(const Tensor& dlogits) override { model_->backward(dlogits); }
+  // TBPTT: forward from the carried state, which is replaced by the state after the window.
+  Tensor forward_carry(const Tensor& ids, Mode mode, Rng* rng, LMState& state) override;
   std::unique_ptr<LMState> new_state(int64_t B) const override;
   // Consumes the prompt in slices of at most kPrefillSlice tokens (chunkwise form, state carried
   // between slices: exactly the same function, bounded activation memory).

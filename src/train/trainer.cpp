@@ -14,6 +14,7 @@
 #include "models/xlstm_large_lm.h"
 #include "train/checkpoint.h"
 #include "train/clip.h"
+#include "train/tbptt.h"
 #include "viz/plot.h"
 
 namespace xlstm {
@@ -22,7 +23,7 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 json TrainConfig::to_json() const {
-  return {{"data", data},           {"vocab", vocab},         {"val_fraction", val_fraction},
+  json j = {{"data", data},           {"vocab", vocab},         {"val_fraction", val_fraction},
           {"init_from", init_from},
           {"batch_size", batch_size}, {"context", context},   {"steps", steps},
           {"minutes", minutes},     {"accum", accum},         {"optimizer", optimizer},
@@ -31,6 +32,11 @@ json TrainConfig::to_json() const {
           {"schedule", schedule},   {"warmup", warmup},       {"clip", clip},
           {"eval_every", eval_every}, {"eval_batches", eval_batches}, {"log_every", log_every},
           {"patience", patience},   {"seed", seed}};
+  if (tbptt > 0) {  // only then, so other runs' configs stay as they were
+    j["tbptt"] = tbptt;
+    j["doc_sep"] = doc_sep;
+  }
+  return j;
 }
 
 TrainConfig TrainConfig::from_json(const json& j, const std::string& w) {
@@ -60,6 +66,8 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& w) {
   c.log_every = get_int(j, "log_every", w, c.log_every);
   c.patience = get_int(j, "patience", w, c.patience);
   c.seed = (uint64_t)get_int(j, "seed", w, (int64_t)c.seed);
+  c.tbptt = get_int(j, "tbptt", w, c.tbptt);
+  c.doc_sep = get_string(j, "doc_sep", w, c.doc_sep);
   return c;
 }
 
@@ -90,6 +98,7 @@ struct Run {
   std::unique_ptr<LanguageModel> model;
   std::unique_ptr<Optimizer> opt;
   std::unique_ptr<RandomWindowSampler> sampler;
+  std::unique_ptr<TbpttRunner> tbptt;  // --tbptt: streams with carried state (else `sampler`)
   std::unique_ptr<TextCorpus> corpus;
   Rng drop_rng;
   json model_config;
@@ -104,6 +113,7 @@ Checkpoint make_checkpoint(Run& r) {
   for (auto& p : r.model->params()) ck.model[p.name] = *p.value;
   ck.optim = r.opt->state_dict();
   ck.optim["sampler.rng"] = r.sampler->state_tensor();
+  if (r.tbptt) r.tbptt->save(ck.optim);
   ck.optim["dropout.rng"] = rng_state_tensor(r.drop_rng);
   ck.state = {{"step", r.step},         {"total_steps", r.total_steps}, {"best_val", r.best_val},
               {"last_val", r.last_val}, {"bad_evals", r.bad_evals},     {"tokens", r.tokens},
@@ -198,6 +208,8 @@ TrainResult train_language_model(const TrainConfig& cfg_in, json model_config, b
     XLSTM_CHECK(!fs::exists(ck_dir) && !fs::exists(ck_dir + ".old"), IoError, out,
                 ": already holds a checkpoint; hint: --resume to continue it, or another --out");
   }
+  XLSTM_CHECK(r.cfg.tbptt >= 0, ValueError, "--tbptt must be >= 0, got ", r.cfg.tbptt);
+  if (r.cfg.tbptt > 0) r.cfg.context = r.cfg.tbptt;  // the window is the TBPTT length
   validate(r.cfg);
   std::error_code ec;
   fs::create_directories(out, ec);
@@ -241,6 +253,15 @@ TrainResult train_language_model(const TrainConfig& cfg_in, json model_config, b
   r.sampler = std::make_unique<RandomWindowSampler>(r.corpus->tokens(Split::Train), r.cfg.batch_size,
                                                     r.cfg.context, r.cfg.seed + 1,
                                                     "train split of " + r.cfg.data);
+  if (r.cfg.tbptt > 0) {
+    auto train_tokens = r.corpus->tokens(Split::Train);
+    const std::vector<int32_t> sep =
+        r.cfg.doc_sep.empty() ? std::vector<int32_t>{} : r.corpus->vocab().encode(r.cfg.doc_sep, "--doc-sep");
+    r.tbptt = std::make_unique<TbpttRunner>(
+        *r.model, std::make_unique<StreamSampler>(train_tokens, r.cfg.batch_size, r.cfg.tbptt,
+                                                  document_starts(*train_tokens, sep),
+                                                  "train split of " + r.cfg.data));
+  }
   const bool has_val = r.cfg.val_fraction > 0;
   if (has_val)
     XLSTM_CHECK(r.corpus->size(Split::Val) >= r.cfg.context + 1, ValueError, "validation split of ",
@@ -264,6 +285,7 @@ TrainResult train_language_model(const TrainConfig& cfg_in, json model_config, b
     r.sampler->load_state(optim["sampler.rng"], w);
     load_rng_state(r.drop_rng, optim["dropout.rng"], w);
     optim.erase("sampler.rng");
+    if (r.tbptt) r.tbptt->load(optim, w);
     optim.erase("dropout.rng");
     r.opt->load_state_dict(optim, w);
     const std::string sw = ck_dir + "/state.json";
@@ -279,6 +301,7 @@ TrainResult train_language_model(const TrainConfig& cfg_in, json model_config, b
   const int64_t B = r.cfg.batch_size, T = r.cfg.context, N = B * T;
   Tensor x, y, dlogits({B, T, V}, DType::F32);
   auto micro_step = [&](Mode mode, double scale, Rng* rng) {
+    if (r.tbptt) return r.tbptt->micro_step(mode, scale, rng);
     split_window(r.sampler->next(), x, y);
     Tensor logits = r.model->forward(x, mode, rng);
     const double l = xent_forward_backward<float>(N, V, logits.data<float>(), y.data<int64_t>(), -1,
@@ -293,6 +316,8 @@ TrainResult train_language_model(const TrainConfig& cfg_in, json model_config, b
       r.total_steps = r.cfg.steps;
     } else {
       const Rng::State keep = r.sampler->rng_state();
+      std::map<std::string, Tensor> keep_tbptt;  // streams and carried state, restored below
+      if (r.tbptt) r.tbptt->save(keep_tbptt);
       const int reps = 3;
       micro_step(Mode::Eval, 1.0, nullptr);  // warm-up: workspaces, page faults
       const auto tc = Clock::now();
@@ -300,6 +325,7 @@ TrainResult train_language_model(const TrainConfig& cfg_in, json model_config, b
       const double per_micro = seconds_since(tc) / reps;
       r.model->zero_grad();
       r.sampler->set_rng_state(keep);
+      if (r.tbptt) r.tbptt->load(keep_tbptt, "[tbptt] timing snapshot");
       double eval_cost = 0;
       if (has_val) {
         const int64_t nb = std::min<int64_t>(r.cfg.eval_batches,
@@ -324,6 +350,7 @@ TrainResult train_language_model(const TrainConfig& cfg_in, json model_config, b
   res.params = count_params(*r.model);
   res.checkpoint_dir = ck_dir;
   res.best_dir = best_dir;
+  res.init_from = r.cfg.init_from;
   res.metrics_csv = metrics.csv_path();
   res.metrics_jsonl = metrics.jsonl_path();
   res.plot_png = out + "/loss.png";

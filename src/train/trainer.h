@@ -49,6 +49,11 @@ struct TrainConfig {
   int64_t patience = 0;         // early stopping after this many evals without improvement (0 = off)
   uint64_t seed = 1337;
   int64_t stop_at = 0;          // stop after this step as if interrupted (for tests); 0 = off
+  // > 0: truncated backpropagation through time (train/tbptt.h): batch_size parallel streams
+  // read the train split in consecutive windows of this many tokens (it sets `context`), the
+  // state carried across windows; reset where `doc_sep` ends a document ("" = never).
+  int64_t tbptt = 0;
+  std::string doc_sep;
   nlohmann::json to_json() const;
   static TrainConfig from_json(const nlohmann::json& j, const std::string& where);
 };
@@ -66,6 +71,7 @@ struct TrainResult {
   int64_t params = 0;
   std::string stop_reason;  // "steps", "time", "early stopping", "stop_at"
   std::string checkpoint_dir, best_dir, metrics_csv, metrics_jsonl, plot_png;
+  std::string init_from;  // the run's TrainConfig::init_from (also after --resume)
 };
 
 // Fresh run: `model_config` is the JSON model config with "vocab_size" filled by the trainer

@@ -169,6 +169,22 @@ std::string render_line_plot_png(const LinePlot& p) {
         ylo = std::min(ylo, ty(se.y[i])), yhi = std::max(yhi, ty(se.y[i]));
       }
   }
+  for (const Band& b : p.bands) {
+    XLSTM_CHECK(b.x.size() == b.lo.size() && b.x.size() == b.hi.size(), ValueError,
+                "[line plot] band '", b.label, "' has ", b.x.size(), " x, ", b.lo.size(), " lo and ",
+                b.hi.size(), " hi values");
+    XLSTM_CHECK(b.alpha > 0 && b.alpha <= 1, ValueError, "[line plot] band '", b.label,
+                "' alpha must be in (0, 1], got ", b.alpha);
+    for (size_t i = 0; i < b.x.size(); ++i)
+      if (ok(b.x[i], b.lo[i]) && ok(b.x[i], b.hi[i])) {
+        xlo = std::min(xlo, b.x[i]), xhi = std::max(xhi, b.x[i]);
+        ylo = std::min({ylo, ty(b.lo[i]), ty(b.hi[i])});
+        yhi = std::max({yhi, ty(b.lo[i]), ty(b.hi[i])});
+      }
+  }
+  if (xlo <= xhi)  // vertical markers widen an x range that has data
+    for (const VLine& v : p.vlines)
+      if (std::isfinite(v.x)) xlo = std::min(xlo, v.x), xhi = std::max(xhi, v.x);
   const bool empty = !(xlo <= xhi);
   if (empty) xlo = 0, xhi = 1, ylo = 0, yhi = 1;
   if (xhi == xlo) xlo -= std::max(std::fabs(xlo) * 0.1, 0.5), xhi += std::max(std::fabs(xhi) * 0.1, 0.5);
@@ -240,11 +256,46 @@ std::string render_line_plot_png(const LinePlot& p) {
   std::vector<uint32_t> colors;
   size_t next_color = 0;
   for (auto& se : p.series) colors.push_back(se.rgb ? se.rgb : kPalette[next_color++ % 10]);
+  std::vector<uint32_t> band_colors;
+  for (auto& b : p.bands) band_colors.push_back(b.rgb ? b.rgb : kPalette[next_color++ % 10]);
   cairo_save(cr);
   cairo_rectangle(cr, left, top, pw, ph);
   cairo_clip(cr);
   cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
   cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
+  // Bands: one closed polygon per run of drawable points (lo forward, hi backward).
+  for (size_t k = 0; k < p.bands.size(); ++k) {
+    const Band& b = p.bands[k];
+    cv.rgb(band_colors[k], b.alpha);
+    size_t i = 0;
+    while (i < b.x.size()) {
+      auto good = [&](size_t j) { return ok(b.x[j], b.lo[j]) && ok(b.x[j], b.hi[j]); };
+      if (!good(i)) { ++i; continue; }
+      size_t j = i;
+      while (j < b.x.size() && good(j)) ++j;
+      cairo_move_to(cr, px(b.x[i]), py(b.lo[i]));
+      for (size_t m = i + 1; m < j; ++m) cairo_line_to(cr, px(b.x[m]), py(b.lo[m]));
+      for (size_t m = j; m-- > i;) cairo_line_to(cr, px(b.x[m]), py(b.hi[m]));
+      cairo_close_path(cr);
+      cairo_fill(cr);
+      i = j;
+    }
+  }
+  for (const VLine& v : p.vlines) {
+    if (!std::isfinite(v.x)) continue;
+    const double x = std::round(px(v.x)) + 0.5;
+    const double dash[] = {6.0 * S, 4.0 * S};
+    cv.rgb(v.rgb);
+    cairo_set_line_width(cr, 1.5 * S);
+    cairo_set_dash(cr, dash, 2, 0);
+    cairo_move_to(cr, x, top), cairo_line_to(cr, x, top + ph), cairo_stroke(cr);
+    cairo_set_dash(cr, nullptr, 0, 0);
+    if (!v.label.empty()) {  // beside the line, on the side with more room
+      const bool right_half = x > left + pw / 2;
+      cv.font(11.5);
+      cv.text(right_half ? x - gap * 0.7 : x + gap * 0.7, top + gap, v.label, right_half ? 1.0 : 0.0, 0.0);
+    }
+  }
   for (size_t s = 0; s < p.series.size(); ++s) {
     const Series& se = p.series[s];
     cv.rgb(colors[s]);
@@ -268,17 +319,23 @@ std::string render_line_plot_png(const LinePlot& p) {
   }
   cairo_restore(cr);
 
-  // Legend (top right inside the axes).
-  std::vector<size_t> shown;
+  // Legend (a top corner inside the axes): series, then bands.
+  std::vector<size_t> shown, shown_bands;
   for (size_t s = 0; s < p.series.size(); ++s)
     if (!p.series[s].label.empty()) shown.push_back(s);
-  if (!shown.empty()) {
+  for (size_t k = 0; k < p.bands.size(); ++k)
+    if (!p.bands[k].label.empty()) shown_bands.push_back(k);
+  if (!shown.empty() || !shown_bands.empty()) {
     cv.font(12.5);
     const double lh = cv.text_height() * 1.35, sample = 26 * S;
     double tw = 0;
     for (size_t s : shown) tw = std::max(tw, cv.text_width(p.series[s].label));
-    const double bw = gap * 3 + sample + tw, bh = lh * shown.size() + gap * 1.5;
-    const double bx = left + pw - bw - gap * 1.5, by = top + gap * 1.5;
+    for (size_t k : shown_bands) tw = std::max(tw, cv.text_width(p.bands[k].label));
+    const size_t entries = shown.size() + shown_bands.size();
+    const double bw = gap * 3 + sample + tw, bh = lh * entries + gap * 1.5;
+    const double bx = p.legend == LinePlot::Legend::TopLeft ? left + gap * 1.5
+                                                            : left + pw - bw - gap * 1.5;
+    const double by = top + gap * 1.5;
     cairo_set_source_rgba(cr, 1, 1, 1, 0.88);
     cairo_rectangle(cr, bx, by, bw, bh);
     cairo_fill_preserve(cr);
@@ -292,6 +349,15 @@ std::string render_line_plot_png(const LinePlot& p) {
       cairo_move_to(cr, bx + gap, cy), cairo_line_to(cr, bx + gap + sample, cy), cairo_stroke(cr);
       cv.rgb(0x222222);
       cv.text(bx + gap * 2 + sample, cy, p.series[shown[k]].label, 0.0, 0.5);
+    }
+    for (size_t k = 0; k < shown_bands.size(); ++k) {
+      const Band& b = p.bands[shown_bands[k]];
+      const double cy = by + gap * 0.75 + lh * (shown.size() + k + 0.5);
+      cv.rgb(band_colors[shown_bands[k]], b.alpha);
+      cairo_rectangle(cr, bx + gap, cy - lh * 0.3, sample, lh * 0.6);
+      cairo_fill(cr);
+      cv.rgb(0x222222);
+      cv.text(bx + gap * 2 + sample, cy, b.label, 0.0, 0.5);
     }
   }
   return cv.png();

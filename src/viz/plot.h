@@ -17,13 +17,34 @@ struct Series {
   uint32_t rgb = 0;         // 0xRRGGBB; 0 = next color of the default palette
 };
 
+// A shaded area between lo and hi over x (e.g. a forecast's quantile band), drawn under the
+// series. Points where x, lo or hi is not finite are skipped and break the area.
+struct Band {
+  std::string label;               // legend text (a filled swatch); empty: not in the legend
+  std::vector<double> x, lo, hi;   // same length
+  uint32_t rgb = 0;                // 0xRRGGBB; 0 = next color of the default palette
+  double alpha = 0.25;             // fill opacity in (0, 1]
+};
+
+// A dashed vertical line across the axes at x (e.g. the forecast origin), with an optional
+// label at its top.
+struct VLine {
+  double x = 0;
+  std::string label;
+  uint32_t rgb = 0x555555;
+};
+
 struct LinePlot {
   std::string title, xlabel, ylabel;
   std::vector<Series> series;
+  std::vector<Band> bands;     // drawn first, in order; they count toward the axis ranges
+  std::vector<VLine> vlines;   // drawn after the bands; they count toward the x range
   AxisScale yscale = AxisScale::Linear;
   int width = 900, height = 540;  // pixels, each in [200, 8192]
   // Draw point markers; Auto: only for series with at most 60 points.
   enum class Markers { Auto, Always, Never } markers = Markers::Auto;
+  // Corner of the axes that holds the legend.
+  enum class Legend { TopRight, TopLeft } legend = Legend::TopRight;
 };
 
 // ValueError for bad sizes or x/y length mismatches; IoError if the file cannot be written.

@@ -108,7 +108,8 @@ TEST(Vocab, ByteVocab) {
   EXPECT_EQ(v.decode(ids), s);
   EXPECT_EQ(v.symbol_str(255), "0xFF");
   EXPECT_EQ(parse_vocab_kind("byte"), VocabKind::Byte);
-  EXPECT_THROW(parse_vocab_kind("bpe"), ValueError);
+  EXPECT_EQ(parse_vocab_kind("bpe"), VocabKind::Bpe);
+  EXPECT_THROW(parse_vocab_kind("wordpiece"), ValueError);
 }
 
 TEST(Vocab, JsonRoundTripAndValidation) {
@@ -126,7 +127,8 @@ TEST(Vocab, JsonRoundTripAndValidation) {
   auto load = [&](const std::string& j) { return Vocab::load(d.file("v.json", j)); };
   EXPECT_MSG(load(R"({"format":"x","version":1,"kind":"char","size":1,"symbols":["a"]})"), ValueError, "'format'");
   EXPECT_MSG(load(R"({"format":"xlstm-vocab","version":2,"kind":"char","size":1,"symbols":["a"]})"), ValueError, "version 2");
-  EXPECT_MSG(load(R"({"format":"xlstm-vocab","version":1,"kind":"bpe","size":1,"symbols":["a"]})"), ValueError, "'kind'");
+  EXPECT_MSG(load(R"({"format":"xlstm-vocab","version":1,"kind":"wordpiece","size":1,"symbols":["a"]})"), ValueError, "'kind'");
+  EXPECT_MSG(load(R"({"format":"xlstm-vocab","version":1,"kind":"bpe","size":1})"), ValueError, "'tokenizer'");
   EXPECT_MSG(load(R"({"format":"xlstm-vocab","version":1,"kind":"char","size":2,"symbols":["a"]})"), ValueError, "'size'");
   EXPECT_MSG(load(R"({"format":"xlstm-vocab","version":1,"kind":"char","size":2,"symbols":["b","a"]})"), ValueError, "symbols[1]");
   EXPECT_MSG(load(R"({"format":"xlstm-vocab","version":1,"kind":"char","size":2,"symbols":["a","a"]})"), ValueError, "symbols[1]");
