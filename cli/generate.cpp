@@ -180,7 +180,7 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
     SamplingConfig s;
     uint64_t seed = 0;
     int threads = 0;
-    bool no_bos = false, ignore_eos = false, prompt_given = false;
+    bool no_bos = false, ignore_eos = false, prompt_given = false, stream = false;
   };
   auto o = std::make_shared<Opts>();
   auto* g = app.add_subcommand(
@@ -217,6 +217,9 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
   g->add_option("--load-state", o->load_state,
                 "continue from a state written by --save-state (the prompt, which may be empty, "
                 "continues that text)");
+  g->add_flag("--stream", o->stream,
+              "read the text to continue from standard input, of any length, in constant memory "
+              "(chunks of 64 KiB prefilled with the state carried), then generate");
   g->add_option("--threads", o->threads, "CPU threads");
   g->callback([o, g, &run] {
     o->prompt_given = g->count("--prompt") > 0 || g->count("--prompt-ids") > 0;
@@ -270,7 +273,10 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
                     "--tokenizer is for Hugging Face models; this checkpoint has its own vocabulary");
       }
       // Token ids of the prompts.
-      const bool continuing = !o->load_state.empty();
+      bool continuing = !o->load_state.empty();
+      XLSTM_CHECK(!o->stream || (B == 1 && !o->prompt_given), ValueError,
+                  "--stream reads the prompt from standard input: no --prompt/--prompt-ids/--prompts-file");
+      if (o->stream) prompts[0].clear();
       std::vector<std::vector<int64_t>> ids;
       for (int64_t b = 0; b < B; ++b) {
         std::vector<int64_t> p;
@@ -280,7 +286,7 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
         if (bos >= 0 && text_prompt && !o->no_bos && !continuing) p.push_back(bos);
         auto enc = codec->encode(prompts[(size_t)b], B == 1 ? "--prompt" : str("prompt ", b + 1));
         p.insert(p.end(), enc.begin(), enc.end());
-        XLSTM_CHECK(!p.empty() || continuing, ValueError,
+        XLSTM_CHECK(!p.empty() || continuing || o->stream, ValueError,
                     "the prompt is empty; hint: give --prompt text");
         ids.push_back(std::move(p));
       }
@@ -300,6 +306,47 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
         XLSTM_CHECK(start.logits.ndim() == 2 && start.logits.dim(0) == B, ValueError, o->load_state,
                     ": holds ", start.logits.ndim() == 2 ? start.logits.dim(0) : 0,
                     " rows, but ", B, " prompts were given");
+      }
+      if (o->stream) {  // prefill stdin chunk by chunk, then generate from the state
+        std::unique_ptr<LMState> st = continuing ? model->import_state(start.state, o->load_state)
+                                                 : model->new_state(1);
+        Tensor last = continuing ? start.logits : Tensor();
+        std::vector<int64_t> pending = ids[0];  // BOS for HF text models
+        std::string carry;
+        std::vector<char> buf(1 << 16);
+        int64_t consumed = 0;
+        bool eof = false;
+        while (!eof) {
+          const size_t n = std::fread(buf.data(), 1, buf.size(), stdin);
+          eof = n < buf.size();
+          std::string text = carry + std::string(buf.data(), n);
+          carry.clear();
+          if (!eof) {  // cut after the last newline (else space): complete characters and words
+            size_t cut = text.find_last_of('\n');
+            if (cut == std::string::npos) cut = text.find_last_of(' ');
+            if (cut != std::string::npos) {
+              carry = text.substr(cut + 1);
+              text.resize(cut + 1);
+            } else {
+              carry = text;
+              text.clear();
+            }
+          }
+          auto enc = codec->encode(text, "standard input");
+          pending.insert(pending.end(), enc.begin(), enc.end());
+          if (pending.empty()) continue;
+          Tensor x({1, (int64_t)pending.size()}, DType::I64);
+          std::copy(pending.begin(), pending.end(), x.data<int64_t>());
+          last = model->prefill(x, *st);
+          consumed += (int64_t)pending.size();
+          pending.clear();
+        }
+        XLSTM_CHECK(last.defined(), ValueError, "standard input is empty");
+        std::fprintf(stderr, "read %lld tokens from standard input\n", (long long)consumed);
+        start.state = model->export_state(*st);
+        start.logits = last;
+        continuing = true;
+        ids[0].clear();
       }
       BatchOptions opt;
       opt.max_tokens = o->tokens;

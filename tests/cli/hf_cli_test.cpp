@@ -75,6 +75,34 @@ TEST(HfCli, GreedyGenerationReproducesTransformers) {
   }
 }
 
+TEST(HfCli, StreamFromStdinEqualsThePrompt) {
+  NEED_HF();
+  SafeTensorsFile ref(hf("xlstm_tiny_a") + "/reference.safetensors");
+  const std::string prompt = row_ids(ref.get("prompt_ids"), 0);
+  // 600 repetitions (~84 KB): more than one 64 KiB read, cut at newlines
+  char tmpl[] = "/tmp/xlstm_hfcli_XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  {
+    std::ofstream f(dir + "/in.txt");
+    for (int i = 0; i < 600; ++i) f << prompt << "\n";
+  }
+  std::string all;
+  for (int i = 0; i < 600; ++i) all += prompt + " ";
+  {
+    std::ofstream f(dir + "/all.txt");
+    f << all;
+  }
+  const std::string m = " --model " + hf("xlstm_tiny_a") + " --temperature 0 --ignore-eos --tokens 6";
+  Result a = run("generate" + m + " --stream < " + dir + "/in.txt");
+  ASSERT_EQ(a.code, 0) << a.out;
+  EXPECT_NE(a.out.find("read 22200 tokens"), std::string::npos) << a.out;
+  Result b = run("generate" + m + " --prompt-ids \"$(cat " + dir + "/all.txt)\"");
+  ASSERT_EQ(b.code, 0) << b.out.substr(0, 200);
+  const std::string tail_a = a.out.substr(a.out.rfind('\n', a.out.size() - 2) + 1);
+  EXPECT_NE(b.out.find(tail_a.substr(0, tail_a.size() - 1)), std::string::npos) << tail_a;
+  fs::remove_all(dir);
+}
+
 TEST(HfCli, SavedStateContinuesTheSameText) {
   NEED_HF();
   SafeTensorsFile ref(hf("xlstm_tiny_a") + "/reference.safetensors");
