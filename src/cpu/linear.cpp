@@ -147,15 +147,18 @@ void linear_forward_mixed(int64_t N, int64_t I, int64_t O, const float* x, const
   }
   // BF16 weights, many rows: widen a panel of weight rows, multiply it, next panel.
   constexpr int64_t kPanel = 256;
+  // The caller's scratch; the OpenMP workers below write through a plain pointer (a
+  // thread_local named inside the parallel region would be each worker's own, empty copy).
   static thread_local std::vector<float> panel;
   panel.resize((size_t)(std::min(O, kPanel) * I));
+  float* pw = panel.data();
   const uint16_t* w = static_cast<const uint16_t*>(W);
   for (int64_t o0 = 0; o0 < O; o0 += kPanel) {
     const int64_t rows = std::min(kPanel, O - o0);
     const uint16_t* src = w + o0 * I;
 #pragma omp parallel for schedule(static) if (rows * I > 65536)
-    for (int64_t j = 0; j < rows * I; ++j) panel[(size_t)j] = bf16_to_f32(src[j]);
-    gemm<float>(Trans::N, Trans::T, N, rows, I, 1.f, x, I, panel.data(), I, 0.f, y + o0, O);
+    for (int64_t j = 0; j < rows * I; ++j) pw[j] = bf16_to_f32(src[j]);
+    gemm<float>(Trans::N, Trans::T, N, rows, I, 1.f, x, I, pw, I, 0.f, y + o0, O);
   }
   if (!b) return;
 #pragma omp parallel for schedule(static) if (N * O > 16384)

@@ -118,11 +118,12 @@ Tensor mlstm_forward(MlstmForm form, const Tensor& q, const Tensor& k, const Ten
     sin = *state_in;
   }
 
-  Tensor h({d.B, d.NH, d.S, d.DHV}, dt);
+  // Every element of h and of the final state is written by the kernels.
+  Tensor h = Tensor::empty({d.B, d.NH, d.S, d.DHV}, dt);
   if (state_out) {
-    state_out->c = Tensor({d.B, d.NH, d.DHQK, d.DHV}, dt);
-    state_out->n = Tensor({d.B, d.NH, d.DHQK}, dt);
-    state_out->m = Tensor({d.B, d.NH}, dt);
+    state_out->c = Tensor::empty({d.B, d.NH, d.DHQK, d.DHV}, dt);
+    state_out->n = Tensor::empty({d.B, d.NH, d.DHQK}, dt);
+    state_out->m = Tensor::empty({d.B, d.NH}, dt);
   }
   MlstmWorkspace& w = ws ? *ws : default_workspace();
   if (ctx) {

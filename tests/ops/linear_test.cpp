@@ -105,3 +105,38 @@ TEST(Linear, LargeParallelPath) {
   omp_set_num_threads(threads);
   expect_close("db 1 thread", db1.data(), db.data(), o, 0, 0);
 }
+
+// Weights in their stored dtype (inference from mapped checkpoints): F32 and BF16, the GEMV
+// path (N <= kLinearGemvRows) and the panel path, on 1 and 2 threads, against float64 sums of
+// the exactly widened weights.
+TEST(Linear, MixedWeightsMatchWidenedReference) {
+  Rng rng(7);
+  const int64_t I = 300, O = 530;  // O > one 256-row panel; I not a multiple of 16
+  auto x = test::randn<float>(64 * I, rng);
+  auto wf = test::randn<float>(O * I, rng, 0, 0.1);
+  auto b = test::randn<float>(O, rng);
+  std::vector<uint16_t> wb(wf.size());
+  for (size_t j = 0; j < wf.size(); ++j) wb[j] = f32_to_bf16(wf[j]);
+  for (DType dt : {DType::F32, DType::BF16}) {
+    for (int threads : {1, 2}) {
+      for (int64_t N : {1, 3, 4, 5, 64}) {
+        omp_set_num_threads(threads);
+        std::vector<float> y((size_t)(N * O));
+        linear_forward_mixed(N, I, O, x.data(), dt == DType::F32 ? (const void*)wf.data() : wb.data(),
+                             dt, b.data(), y.data());
+        std::vector<double> ref((size_t)(N * O));
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t o = 0; o < O; ++o) {
+            double s = b[o];
+            for (int64_t i = 0; i < I; ++i)
+              s += (double)x[n * I + i] *
+                   (dt == DType::F32 ? (double)wf[o * I + i] : (double)bf16_to_f32(wb[o * I + i]));
+            ref[(size_t)(n * O + o)] = s;
+          }
+        test::expect_close(str(dtype_name(dt), " N=", N, " threads=", threads), y.data(),
+                           ref.data(), N * O, 1e-5, 1e-5);
+      }
+    }
+  }
+  omp_set_num_threads(1);
+}
