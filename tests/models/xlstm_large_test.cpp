@@ -406,3 +406,42 @@ TEST(FineTune, TrainsFromAHfDirectoryAndExportsBack) {
   for (int64_t i = 0; i < l0.numel(); ++i) diff = std::max(diff, (double)std::fabs(l0.data<float>()[i] - b.data<float>()[i]));
   EXPECT_GT(diff, 1e-3);
 }
+
+namespace {
+// f32 -> IEEE half by truncation (test helper; normal range only).
+uint16_t to_half(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  const uint32_t sign = (u >> 16) & 0x8000u;
+  const int exp = (int)((u >> 23) & 0xff) - 127 + 15;
+  if (exp <= 0) return (uint16_t)sign;  // flush tiny values
+  return (uint16_t)(sign | ((uint32_t)exp << 10) | ((u >> 13) & 0x3ffu));
+}
+}  // namespace
+
+TEST(HfLoader, Float16WeightsAreWidened) {
+  EXPECT_EQ(f16_to_f32(0x3C00), 1.0f);
+  EXPECT_EQ(f16_to_f32(0xC000), -2.0f);
+  EXPECT_EQ(f16_to_f32(0x7BFF), 65504.0f);
+  EXPECT_EQ(f16_to_f32(0x0001), std::ldexp(1.0f, -24));  // smallest subnormal
+  EXPECT_EQ(f16_to_f32(0x0200), std::ldexp(1.0f, -15));  // a subnormal with the top bit set
+  EXPECT_TRUE(std::isinf(f16_to_f32(0x7C00)));
+  NEED_HF("xlstm_tiny_a");
+  const std::string d = temp_dir();
+  SafeTensorsFile f(hf_dir("xlstm_tiny_a") + "/model.safetensors");
+  std::map<std::string, Tensor> t;
+  for (auto& n : f.names()) {
+    Tensor src = f.get(n);
+    Tensor h = Tensor::empty(src.shape(), DType::F16);
+    for (int64_t i = 0; i < src.numel(); ++i)
+      static_cast<uint16_t*>(h.raw())[i] = to_half(src.data<float>()[i]);
+    t[n] = h;
+  }
+  save_safetensors(d + "/model.safetensors", t);
+  fs::copy_file(hf_dir("xlstm_tiny_a") + "/config.json", d + "/config.json");
+  HfCheckpoint h = load_hf_checkpoint(d), a = load_hf_checkpoint(hf_dir("xlstm_tiny_a"));
+  for (auto& p : h.model->params()) EXPECT_EQ(p.value->dtype(), DType::F32) << p.name;
+  Tensor ids = ids_tensor({5, 9, 2, 200, 17, 3}, 1);
+  Tensor lh = h.model->forward(ids), la = a.model->forward(ids);
+  test::expect_close("f16 model", lh.data<float>(), la.data<float>(), la.numel(), 0.05, 0.01);
+}
