@@ -31,7 +31,9 @@ void add_train(CLI::App& app, std::function<int()>& run) {
   auto* s = app.add_subcommand("train",
                                "Train a character-level language model on a text file. Writes "
                                "checkpoints, metrics (CSV/JSONL) and a loss plot to --out.");
-  s->add_option("--data", o->t.data, "training text file (first 90% train, last 10% validation)");
+  s->add_option("--data", o->t.data,
+                "training data: a text file for the language model (first 90% train, last 10% "
+                "validation), a CSV for --task forecast, CSV/JSONL (text,label) for --task classify");
   s->add_option("--out", o->t.out, "run directory (checkpoint/, best/, metrics.csv, loss.png)")->required();
   s->add_option("--model", o->model,
                 "model preset: {lstm,slstm,mlstm,xlstm-7-1,xlstm-1-1}-{tiny,small,medium}")

@@ -12,6 +12,10 @@ BIN=${XLSTM:-build/xlstm}
 OUT=${OUT:-runs/forecast-births}
 MODEL=${MODEL:-xlstm-1-1-tiny}
 EPOCHS=${EPOCHS:-16}
+# OpenMP threads that spin while waiting made the small per-step parallel regions of the xLSTM
+# cells 8-20x slower on the busy shared 2-vCPU machine (2 threads vs 1); letting them sleep
+# removed that. (Not measured on an idle machine; OMP_WAIT_POLICY=active to compare.)
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 [ -x "$BIN" ] || bash scripts/build.sh
 csv=data/births.csv
 

@@ -9,6 +9,10 @@ cd "$(dirname "$0")/../.."
 BIN=${XLSTM:-build/xlstm}
 OUT=${OUT:-runs/forecast-sine}
 MODEL=${MODEL:-xlstm-1-1-tiny}
+# OpenMP threads that spin while waiting made the small per-step parallel regions of the xLSTM
+# cells 8-20x slower on the busy shared 2-vCPU machine (2 threads vs 1); letting them sleep
+# removed that. (Not measured on an idle machine; OMP_WAIT_POLICY=active to compare.)
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 [ -x "$BIN" ] || bash scripts/build.sh
 mkdir -p data "$(dirname "$OUT")"
 

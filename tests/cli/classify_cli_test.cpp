@@ -2,32 +2,20 @@
 // run, streaming, and bad input (one error line naming the file, line and field; exit != 0;
 // no crash; no half-written output).
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 
+#include "harness/cli.h"
+
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out;
-};
+using Result = xlstm::test::CliResult;
 
-Result run(const std::string& args) {
-  const std::string cmd = "OMP_NUM_THREADS=1 " + std::string(XLSTM_CLI) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), out};
-}
+Result run(const std::string& args) { return xlstm::test::run_cli(args); }
 
 void expect_fail_line(const Result& r, const std::string& must_contain) {
   EXPECT_NE(r.code, 0) << r.out;

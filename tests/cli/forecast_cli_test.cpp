@@ -2,6 +2,8 @@
 // end, and bad input -- one clear error line naming the file, line and column, a non-zero exit,
 // and no output files left behind.
 #include <gtest/gtest.h>
+
+#include "harness/cli.h"
 #include <stdlib.h>
 #include <sys/wait.h>
 
@@ -18,21 +20,9 @@ using xlstm::str;
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out;
-};
+using Result = xlstm::test::CliResult;
 
-Result run(const std::string& args) {
-  const std::string cmd = std::string(XLSTM_CLI) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), out};
-}
+Result run(const std::string& args) { return xlstm::test::run_cli(args); }
 
 std::string temp_dir() {
   char tmpl[] = "/tmp/xlstm_fcli_XXXXXX";

@@ -1,12 +1,12 @@
 // `xlstm inspect` through the real binary: a checkpoint of `xlstm train` is inspected into PNG
 // and CSV files; bad input gives one error line and writes nothing.
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+
+#include "harness/cli.h"
 
 #include "viz/plot.h"
 
@@ -15,20 +15,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out;
-};
+using Result = xlstm::test::CliResult;
 
-Result run(const std::string& args) {
-  FILE* p = popen((std::string(XLSTM_CLI) + " " + args + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), out};
-}
+Result run(const std::string& args) { return xlstm::test::run_cli(args); }
 
 void expect_error(const Result& r, const std::string& what) {
   EXPECT_EQ(r.code, 1) << r.out;

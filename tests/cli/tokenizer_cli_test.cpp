@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "harness/cli.h"
 #include "harness/compare.h"
 
 using namespace xlstm;
@@ -16,21 +17,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out;
-};
+using Result = xlstm::test::CliResult;
 
-Result run(const std::string& args) {
-  const std::string cmd = std::string(XLSTM_CLI) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), out};
-}
+Result run(const std::string& args) { return xlstm::test::run_cli(args); }
 
 struct TempDir {
   std::string path;

@@ -1,12 +1,12 @@
 // `xlstm tune` through the real binary: a tiny search finishes, prints its table and a re-train
 // command that reproduces the best trial's validation loss; bad input gives one error line.
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+
+#include "harness/cli.h"
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -18,22 +18,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out;
-};
+using Result = xlstm::test::CliResult;
+using xlstm::test::run_shell;
 
-Result run_shell(const std::string& cmd) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), out};
-}
-
-Result run(const std::string& args) { return run_shell(std::string(XLSTM_CLI) + " " + args); }
+Result run(const std::string& args) { return xlstm::test::run_cli(args); }
 
 std::string temp_dir() {
   char tmpl[] = "/tmp/xlstm_tune_cli_XXXXXX";

@@ -19,6 +19,9 @@ using namespace xlstm;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
+// fontconfig (under cairo's text) keeps its caches until exit; not ours to free.
+extern "C" const char* __lsan_default_suppressions() { return "leak:libfontconfig.so\n"; }
+
 namespace {
 
 std::string temp_dir() {
