@@ -279,6 +279,23 @@ struct XLSTMLarge<T>::Saved {
   MlstmContext ctx;
 };
 
+// Per-call buffers of forward/backward, kept so that repeated calls at one shape allocate
+// nothing (CPU-NOTES: first touch of fresh pages is the dominant cost otherwise).
+template <class T>
+struct XLSTMLarge<T>::Scratch {
+  std::vector<T> x, dl, dh, dx, ds, da, dc, sa, du, dtmp, dp, dhn, dout, dhs, dq, dk, dv, di, df;
+};
+
+namespace {
+// v resized to n (never shrinks the capacity); zero-filled when asked.
+template <class T>
+T* grow(std::vector<T>& v, int64_t n, bool zero = false) {
+  v.resize((size_t)n);
+  if (zero) std::fill(v.begin(), v.end(), T(0));
+  return v.data();
+}
+}  // namespace
+
 template <class T>
 XLSTMLarge<T>::XLSTMLarge(const XLSTMLargeConfig& cfg, ParamAlloc alloc) : cfg_(cfg) {
   cfg_.validate("[xlstm_large]");
@@ -306,6 +323,7 @@ XLSTMLarge<T>::XLSTMLarge(const XLSTMLargeConfig& cfg, ParamAlloc alloc) : cfg_(
     blocks_.push_back(std::move(b));
   }
   eval_saved_ = std::make_unique<Saved>();
+  scratch_ = std::make_unique<Scratch>();
   if (!init) return;
   Rng rng(0);
   reset_parameters(rng);
@@ -493,61 +511,67 @@ void XLSTMLarge<T>::block_backward(Block& b, Saved& s, T* dx) {
                 QK = cfg_.qk_dim(), VD = cfg_.v_dim(), U = cfg_.ffn_dim(), DQK = cfg_.dhqk(),
                 DV = cfg_.dhv();
   const DType dt = DTypeOf<T>::value;
+  Scratch& w = *scratch_;
   // FFN: x2 = x1 + W_down(SiLU(a) * c)
-  std::vector<T> ds((size_t)(N * U)), da((size_t)(N * U)), dc((size_t)(N * U));
-  std::memset(ds.data(), 0, sizeof(T) * N * U);
-  lin_bwd<T>(N, U, H, s.s.data(), b.w[kDown], dx, ds.data(), b.g[kDown], &b.g[kDownB]);
-  std::vector<T> sa((size_t)(N * U));
-  act_forward<T>(Act::SiLU, N * U, s.a.data(), sa.data());
+  T* ds = grow(w.ds, N * U, true);
+  T* da = grow(w.da, N * U);
+  T* dc = grow(w.dc, N * U);
+  lin_bwd<T>(N, U, H, s.s.data(), b.w[kDown], dx, ds, b.g[kDown], &b.g[kDownB]);
+  T* sa = grow(w.sa, N * U);
+  act_forward<T>(Act::SiLU, N * U, s.a.data(), sa);
   for (int64_t j = 0; j < N * U; ++j) {
     dc[j] = ds[j] * sa[j];
     da[j] = ds[j] * s.c[j];
   }
-  act_backward<T>(Act::SiLU, N * U, s.a.data(), da.data(), da.data());
-  std::vector<T> du((size_t)(N * H), T(0));
-  lin_bwd<T>(N, H, U, s.u2.data(), b.w[kGate], da.data(), du.data(), b.g[kGate], &b.g[kGateB]);
-  lin_bwd<T>(N, H, U, s.u2.data(), b.w[kUp], dc.data(), du.data(), b.g[kUp], &b.g[kUpB]);
-  add_col_sums<T>(N, H, du.data(), b.g[kNormFB]);
-  std::vector<T> dtmp((size_t)(N * H));
-  rmsnorm_backward<T>(N, H, s.x1.data(), ptr<T>(b.w[kNormF]), s.rstd2.data(), du.data(),
-                      dtmp.data(), mptr<T>(b.g[kNormF]));
+  act_backward<T>(Act::SiLU, N * U, s.a.data(), da, da);
+  T* du = grow(w.du, N * H, true);
+  lin_bwd<T>(N, H, U, s.u2.data(), b.w[kGate], da, du, b.g[kGate], &b.g[kGateB]);
+  lin_bwd<T>(N, H, U, s.u2.data(), b.w[kUp], dc, du, b.g[kUp], &b.g[kUpB]);
+  add_col_sums<T>(N, H, du, b.g[kNormFB]);
+  T* dtmp = grow(w.dtmp, N * H);
+  rmsnorm_backward<T>(N, H, s.x1.data(), ptr<T>(b.w[kNormF]), s.rstd2.data(), du,
+                      dtmp, mptr<T>(b.g[kNormF]));
   for (int64_t j = 0; j < N * H; ++j) dx[j] += dtmp[j];  // dx = dL/dx1
   // mLSTM layer: x1 = x0 + W_out(sigmoid(o) * hn)
-  std::vector<T> dp((size_t)(N * VD), T(0));
-  lin_bwd<T>(N, VD, H, s.p.data(), b.w[kOut], dx, dp.data(), b.g[kOut], &b.g[kOutB]);
-  std::vector<T> dhn((size_t)(N * VD)), dout((size_t)(N * VD));
+  T* dp = grow(w.dp, N * VD, true);
+  lin_bwd<T>(N, VD, H, s.p.data(), b.w[kOut], dx, dp, b.g[kOut], &b.g[kOutB]);
+  T* dhn = grow(w.dhn, N * VD);
+  T* dout = grow(w.dout, N * VD);
   for (int64_t j = 0; j < N * VD; ++j) {
     const T g = sigmoid<T>(s.o[j]);
     dhn[j] = dp[j] * g;
     dout[j] = dp[j] * s.hn[j] * g * (T(1) - g);
   }
-  std::vector<T> dhs((size_t)(N * VD));
+  T* dhs = grow(w.dhs, N * VD);
   multihead_norm_backward<T>(N, NH, DV, s.hs.data(), ptr<T>(b.w[kMH]), NormScale::Plain,
-                             s.mmean.data(), s.mrstd.data(), dhn.data(), dhs.data(),
+                             s.mmean.data(), s.mrstd.data(), dhn, dhs,
                              mptr<T>(b.g[kMH]), mptr<T>(b.g[kMHB]));
   Tensor dh = Tensor::empty({B, NH, S, DV}, dt);
-  bsnd_to_bnsd<T>(B, S, NH, DV, dhs.data(), dh.data<T>());
+  bsnd_to_bnsd<T>(B, S, NH, DV, dhs, dh.data<T>());
   MlstmTensorGrads kg = mlstm_backward(s.ctx, dh);
-  std::vector<T> dq((size_t)(N * QK)), dk((size_t)(N * QK)), dv((size_t)(N * VD)),
-      di((size_t)(N * NH)), df((size_t)(N * NH));
-  bnsd_to_bsnd<T>(B, S, NH, DQK, kg.dq.data<T>(), dq.data());
-  bnsd_to_bsnd<T>(B, S, NH, DQK, kg.dk.data<T>(), dk.data());
-  bnsd_to_bsnd<T>(B, S, NH, DV, kg.dv.data<T>(), dv.data());
-  bnsd_to_bsnd<T>(B, S, NH, 1, kg.di.data<T>(), di.data());
-  bnsd_to_bsnd<T>(B, S, NH, 1, kg.df.data<T>(), df.data());
-  soft_cap_backward<T>(N * NH, s.ig.data(), di.data(), cfg_.gate_soft_cap);
-  soft_cap_backward<T>(N * NH, s.fg.data(), df.data(), cfg_.gate_soft_cap);
-  std::fill(du.begin(), du.end(), T(0));
+  T* dq = grow(w.dq, N * QK);
+  T* dk = grow(w.dk, N * QK);
+  T* dv = grow(w.dv, N * VD);
+  T* di = grow(w.di, N * NH);
+  T* df = grow(w.df, N * NH);
+  bnsd_to_bsnd<T>(B, S, NH, DQK, kg.dq.data<T>(), dq);
+  bnsd_to_bsnd<T>(B, S, NH, DQK, kg.dk.data<T>(), dk);
+  bnsd_to_bsnd<T>(B, S, NH, DV, kg.dv.data<T>(), dv);
+  bnsd_to_bsnd<T>(B, S, NH, 1, kg.di.data<T>(), di);
+  bnsd_to_bsnd<T>(B, S, NH, 1, kg.df.data<T>(), df);
+  soft_cap_backward<T>(N * NH, s.ig.data(), di, cfg_.gate_soft_cap);
+  soft_cap_backward<T>(N * NH, s.fg.data(), df, cfg_.gate_soft_cap);
+  std::fill(du, du + N * H, T(0));
   const T* u = s.u.data();
-  lin_bwd<T>(N, H, QK, u, b.w[kQ], dq.data(), du.data(), b.g[kQ], &b.g[kQB]);
-  lin_bwd<T>(N, H, QK, u, b.w[kK], dk.data(), du.data(), b.g[kK], &b.g[kKB]);
-  lin_bwd<T>(N, H, VD, u, b.w[kV], dv.data(), du.data(), b.g[kV], &b.g[kVB]);
-  lin_bwd<T>(N, H, VD, u, b.w[kO], dout.data(), du.data(), b.g[kO], &b.g[kOB]);
-  lin_bwd<T>(N, H, NH, u, b.w[kI], di.data(), du.data(), b.g[kI], &b.g[kIB]);
-  lin_bwd<T>(N, H, NH, u, b.w[kF], df.data(), du.data(), b.g[kF], &b.g[kFB]);
-  add_col_sums<T>(N, H, du.data(), b.g[kNormMB]);
-  rmsnorm_backward<T>(N, H, s.x0.data(), ptr<T>(b.w[kNormM]), s.rstd1.data(), du.data(),
-                      dtmp.data(), mptr<T>(b.g[kNormM]));
+  lin_bwd<T>(N, H, QK, u, b.w[kQ], dq, du, b.g[kQ], &b.g[kQB]);
+  lin_bwd<T>(N, H, QK, u, b.w[kK], dk, du, b.g[kK], &b.g[kKB]);
+  lin_bwd<T>(N, H, VD, u, b.w[kV], dv, du, b.g[kV], &b.g[kVB]);
+  lin_bwd<T>(N, H, VD, u, b.w[kO], dout, du, b.g[kO], &b.g[kOB]);
+  lin_bwd<T>(N, H, NH, u, b.w[kI], di, du, b.g[kI], &b.g[kIB]);
+  lin_bwd<T>(N, H, NH, u, b.w[kF], df, du, b.g[kF], &b.g[kFB]);
+  add_col_sums<T>(N, H, du, b.g[kNormMB]);
+  rmsnorm_backward<T>(N, H, s.x0.data(), ptr<T>(b.w[kNormM]), s.rstd1.data(), du,
+                      dtmp, mptr<T>(b.g[kNormM]));
   for (int64_t j = 0; j < N * H; ++j) dx[j] += dtmp[j];  // dx = dL/dx0
 }
 
@@ -573,7 +597,8 @@ Tensor XLSTMLarge<T>::forward(const Tensor& ids, Mode mode, const XLSTMLargeStat
   B_ = B;
   S_ = S;
   ids_.assign(ids.data<int64_t>(), ids.data<int64_t>() + N);
-  std::vector<T> xbuf((size_t)(N * H));
+  std::vector<T>& xbuf = scratch_->x;
+  xbuf.resize((size_t)(N * H));
   if constexpr (std::is_same_v<T, float>)
     embedding_forward_mixed(N, V, H, ids_.data(), w_emb_.raw(), w_emb_.dtype(), xbuf.data());
   else
@@ -613,21 +638,22 @@ void XLSTMLarge<T>::backward(const Tensor& dlogits) {
   XLSTM_CHECK(dlogits.shape() == Shape({B_, S_, V}) && dlogits.dtype() == DTypeOf<T>::value,
               ValueError, "[xlstm_large] dlogits must be ", shape_str({B_, S_, V}), ", got ",
               shape_str(dlogits.shape()));
-  std::vector<T> dl(dlogits.data<T>(), dlogits.data<T>() + N * V);
+  std::vector<T>& dl = scratch_->dl;
+  dl.assign(dlogits.data<T>(), dlogits.data<T>() + N * V);
   soft_cap_backward<T>(N * V, logits_.data(), dl.data(), cfg_.output_logit_soft_cap);
   const bool tied = !w_head_.defined();
   const T* hin = w_out_.defined() ? xn_.data() : xlast_.data();
-  std::vector<T> dh((size_t)(N * H), T(0));
-  lin_bwd<T>(N, H, V, hin, tied ? w_emb_ : w_head_, dl.data(), dh.data(),
+  T* dh = grow(scratch_->dh, N * H, true);
+  lin_bwd<T>(N, H, V, hin, tied ? w_emb_ : w_head_, dl.data(), dh,
              tied ? dw_emb_ : dw_head_, nullptr);
-  std::vector<T> dx((size_t)(N * H));
+  T* dx = grow(scratch_->dx, N * H);
   if (w_out_.defined())
-    rmsnorm_backward<T>(N, H, xlast_.data(), w_out_.data<T>(), rstd_.data(), dh.data(), dx.data(),
+    rmsnorm_backward<T>(N, H, xlast_.data(), w_out_.data<T>(), rstd_.data(), dh, dx,
                         dw_out_.data<T>());
   else
-    dx = dh;
-  for (size_t l = blocks_.size(); l-- > 0;) block_backward(*blocks_[l], *blocks_[l]->saved, dx.data());
-  embedding_backward<T>(N, V, H, ids_.data(), dx.data(), dw_emb_.data<T>());
+    std::memcpy(dx, dh, sizeof(T) * N * H);
+  for (size_t l = blocks_.size(); l-- > 0;) block_backward(*blocks_[l], *blocks_[l]->saved, dx);
+  embedding_backward<T>(N, V, H, ids_.data(), dx, dw_emb_.data<T>());
 }
 
 template class XLSTMLarge<float>;

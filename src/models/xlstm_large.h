@@ -123,6 +123,8 @@ class XLSTMLarge : public Module {
   Tensor w_emb_, dw_emb_, w_out_, dw_out_, w_head_, dw_head_;
   std::vector<std::unique_ptr<Block>> blocks_;
   std::unique_ptr<Saved> eval_saved_;  // scratch shared by all blocks in Mode::Eval
+  struct Scratch;
+  std::unique_ptr<Scratch> scratch_;   // backward and embedding buffers (only grow)
   int64_t B_ = 0, S_ = 0;
   std::vector<int64_t> ids_;
   std::vector<T> xlast_, xn_, rstd_, logits_;
