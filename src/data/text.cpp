@@ -14,6 +14,7 @@
 #include "io/atomic_file.h"
 #include "io/json_config.h"
 #include "text/tokenizer.h"
+#include "text/unicode.h"
 #include "core/rng_state.h"
 
 namespace xlstm {
@@ -104,21 +105,7 @@ std::vector<uint32_t> utf8_decode(const std::string& s, const std::string& where
 void utf8_append(std::string& out, uint32_t cp) {
   XLSTM_CHECK(cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF), ValueError,
               "[utf8] not a Unicode scalar value: ", code_point_str(cp));
-  if (cp < 0x80) {
-    out += (char)cp;
-  } else if (cp < 0x800) {
-    out += (char)(0xC0 | (cp >> 6));
-    out += (char)(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += (char)(0xE0 | (cp >> 12));
-    out += (char)(0x80 | ((cp >> 6) & 0x3F));
-    out += (char)(0x80 | (cp & 0x3F));
-  } else {
-    out += (char)(0xF0 | (cp >> 18));
-    out += (char)(0x80 | ((cp >> 12) & 0x3F));
-    out += (char)(0x80 | ((cp >> 6) & 0x3F));
-    out += (char)(0x80 | (cp & 0x3F));
-  }
+  text::utf8_put(out, cp);
 }
 
 VocabKind parse_vocab_kind(const std::string& s) {
