@@ -41,32 +41,17 @@ json ForecastTrainConfig::to_json() const {
 // ------------------------------------------------------------------------- checkpoints
 
 namespace {
-
 bool exists(const std::string& p) {
   std::error_code ec;
   return fs::exists(p, ec);
 }
-
-void fsync_dir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
-
 }  // namespace
 
-// The same whole-directory protocol as train/checkpoint.cpp's save_checkpoint (which also
-// writes a vocabulary a forecaster does not have).
+// A whole directory written atomically (io/atomic_file.h), like train/checkpoint.cpp's
+// save_checkpoint (which also writes a vocabulary a forecaster does not have).
 void save_forecaster(const std::string& dir, Forecaster& model, const json& train,
                      const std::map<std::string, Tensor>& optim, const json& state) {
-  std::error_code ec;
-  const std::string tmp = dir + ".tmp." + std::to_string(::getpid());
-  fs::remove_all(tmp, ec);
-  XLSTM_CHECK(fs::create_directories(tmp, ec) && !ec, IoError, tmp, ": cannot create directory (",
-              ec.message(), ")");
-  try {
+  write_dir_atomic(dir, [&](const std::string& tmp) {
     json cfg = {{"format", "xlstm-checkpoint"}, {"version", 1},
                 {"task", "forecast"},           {"model", model.backbone_config()},
                 {"forecast", model.spec().to_json()}, {"train", train}};
@@ -76,21 +61,7 @@ void save_forecaster(const std::string& dir, Forecaster& model, const json& trai
     save_safetensors(tmp + "/model.safetensors", weights);
     if (!optim.empty()) save_safetensors(tmp + "/optimizer.safetensors", optim);
     write_file_atomic(tmp + "/state.json", state.dump(2) + "\n");
-    fsync_dir(tmp);
-  } catch (...) {
-    fs::remove_all(tmp, ec);
-    throw;
-  }
-  const std::string old = dir + ".old";
-  fs::remove_all(old, ec);
-  if (exists(dir)) {
-    fs::rename(dir, old, ec);
-    XLSTM_CHECK(!ec, IoError, dir, ": cannot move the previous checkpoint aside (", ec.message(), ")");
-  }
-  fs::rename(tmp, dir, ec);
-  XLSTM_CHECK(!ec, IoError, dir, ": cannot rename the new checkpoint into place (", ec.message(), ")");
-  fsync_dir(fs::path(dir).parent_path().empty() ? "." : fs::path(dir).parent_path().string());
-  fs::remove_all(old, ec);
+  });
 }
 
 LoadedForecaster load_forecaster(const std::string& path) {
