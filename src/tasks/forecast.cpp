@@ -1,8 +1,6 @@
 // Training loop, checkpoints and figures of the forecasting task.
 #include "tasks/forecast.h"
 
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
