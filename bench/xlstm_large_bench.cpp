@@ -17,25 +17,30 @@
 //                      phases below for every thread count, optionally the PyTorch script, and
 //                      prints the markdown tables of docs/perf.md.
 //   --phase write      writes DIR/f32 and DIR/bf16.
-//   --phase bandwidth  machine copy and read bandwidth over 1 GiB buffers (best of 7).
+//   --phase bandwidth  machine copy bandwidth over 1 GiB buffers (best of 7), and read-only
+//                      sums over 1 GiB on 4 KiB and on huge pages (RESULT lines only).
 //   --phase decode     batch-1 decode tokens/s (4-token prompt, 16 warm-up tokens, then
-//                      --reps runs of --tokens greedy tokens, state carried), and the read
-//                      bandwidth over the mapped weights themselves.
+//                      --reps runs of --tokens greedy tokens, state carried) and, interleaved
+//                      with it, the same token's matrix-vector products alone (the library
+//                      kernel, and an alternative 4-rows-per-pass kernel for comparison), plus
+//                      the logit soft cap alone (std::tanh as forward does, and PwMath::tanh).
 //   --phase prefill    forward of (1, --seq) random tokens from a zero state (state out, all
-//                      logits, as forward returns them); 1 warm-up, --reps timed; plus the
-//                      time of the head GEMM and of a fresh logits buffer, for attribution.
+//                      logits, as forward returns them); 1 warm-up, --prefill-reps timed; plus
+//                      the head GEMM, a fresh (S, V) logits buffer (4 KiB and huge pages) and
+//                      the logit soft cap alone, for attribution.
 //   --phase load       VmRSS / VmHWM / RssAnon / RssFile before load, after load, after the
 //                      first and second decode token.
 //   --phase logits     ours on a short input for bench/torch_xlstm_large.py to compare:
 //                      input_ids (2, 130), logits of the full forward (2, 130, V), and
 //                      step_logits (2, 30, V): positions 100..129 decoded token by token after
 //                      a 100-token prefill (the decode path benchmarked above).
+//   --merge LOG,...    the tables again from saved stderr logs, best over all their runs.
 // Every measurement prints `RESULT key=value ...` lines (the driver parses them).
 //
 // Bandwidth bound: a decode token reads every stored weight byte once (the embedding only one
 // row when the head is untied); bound tokens/s = copy bandwidth / bytes per token, where copy
 // bandwidth counts bytes read + written (STREAM convention) of a 1 GiB memcpy split over the
-// threads. The read-only bandwidth (a sum over 1 GiB) is given too.
+// threads.
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -90,6 +95,7 @@ double best(const std::vector<double>& v) { return *std::min_element(v.begin(), 
 struct Args {
   std::string phase = "all", dir, dtype = "f32", torch_script, python = "/usr/bin/python3";
   std::vector<int> threads = {1, 2};
+  std::vector<std::string> merge;  // --merge LOG,LOG,...
   int tokens = 32, reps = 5, prefill_reps = 3, seq = 2048, repeat = 1;
   bool untied = false, keep = false;
 };
@@ -118,6 +124,11 @@ Args parse_args(int argc, char** argv) {
     else if (k == "--prefill-reps") a.prefill_reps = std::stoi(val());
     else if (k == "--seq") a.seq = std::stoi(val());
     else if (k == "--repeat") a.repeat = std::stoi(val());
+    else if (k == "--merge") {
+      a.phase = "merge";
+      std::stringstream ss(val());
+      for (std::string f; std::getline(ss, f, ',');) a.merge.push_back(f);
+    }
     else if (k == "--torch") a.torch_script = val();
     else if (k == "--python") a.python = val();
     else if (k == "--untied") a.untied = true;
@@ -128,12 +139,14 @@ Args parse_args(int argc, char** argv) {
           "         [--tokens 32] [--reps 5] [--prefill-reps 3] [--seq 2048]\n"
           "         [--torch bench/torch_xlstm_large.py] [--python /usr/bin/python3]\n"
           "         [--phase all|write|bandwidth|decode|prefill|load|logits] [--dtype f32|bf16]\n"
+          "       xlstm_large_bench --merge LOG,LOG,... [--threads 1,2] [--seq 2048]\n"
           "Writes a random ~125M xLSTM-Large HF checkpoint (F32 and BF16) to DIR (default: a new\n"
           "temp directory, removed at the end unless --keep; an existing DIR with f32/ and bf16/\n"
           "is reused) and prints decode, prefill, bandwidth and load-memory tables. Each\n"
           "measurement runs in a fresh process; --repeat K runs them all K times round-robin\n"
           "and keeps the best of each (for a shared, noisy machine). --torch also times the\n"
-          "PyTorch script and checks its logits against ours.\n");
+          "PyTorch script and checks its logits against ours. The children's output goes to\n"
+          "stderr; --merge prints the tables again from saved stderr logs, best of all runs.\n");
       std::exit(0);
     } else {
       throw ValueError("unknown option '" + k + "' (see --help)");
@@ -532,7 +545,7 @@ void phase_prefill(const Args& a) {
       head = p.value;
   std::vector<float> x((size_t)(S * H), 0.01f), y((size_t)(S * V));
   linear_forward_mixed(S, H, V, x.data(), head->raw(), head->dtype(), nullptr, y.data());
-  std::vector<double> th, ta;
+  std::vector<double> th, ta, tah;
   for (int r = 0; r < 2; ++r) {
     double t0 = now_s();
     linear_forward_mixed(S, H, V, x.data(), head->raw(), head->dtype(), nullptr, y.data());
@@ -545,6 +558,17 @@ void phase_prefill(const Args& a) {
       g_sink = g_sink + (uint64_t)f[S * V - 1024];
     }
     ta.push_back(now_s() - t0);
+    t0 = now_s();
+    {  // the same on transparent huge pages (2 MiB: 512x fewer faults)
+      const size_t nb = ((size_t)(S * V) * sizeof(float) + (size_t(2) << 20) - 1) & ~((size_t(2) << 20) - 1);
+      float* f = static_cast<float*>(std::aligned_alloc(size_t(2) << 20, nb));
+      XLSTM_CHECK(f, ValueError, "prefill: cannot allocate ", nb, " bytes");
+      madvise(f, nb, MADV_HUGEPAGE);
+      for (int64_t j = 0; j < S * V; j += 1024) f[j] = 1.f;
+      g_sink = g_sink + (uint64_t)f[S * V - 1024];
+      std::free(f);
+    }
+    tah.push_back(now_s() - t0);
   }
   // The logit soft cap over all S*V logits as forward applies it (one thread, std::tanh).
   const float cc = (float)c.output_logit_soft_cap;
@@ -552,9 +576,9 @@ void phase_prefill(const Args& a) {
   for (int64_t j = 0; j < S * V; ++j) y[(size_t)j] = cc * std::tanh(y[(size_t)j] / cc);
   const double tcap = now_s() - t0;
   std::printf("RESULT prefill dtype=%s threads=%d seq=%lld s_median=%.4f s_best=%.4f "
-              "head_gemm_s=%.4f logits_alloc_s=%.4f softcap_s=%.4f\n",
+              "head_gemm_s=%.4f logits_alloc_s=%.4f logits_alloc_huge_s=%.4f softcap_s=%.4f\n",
               a.dtype.c_str(), omp_get_max_threads(), (long long)S, median(ts), best(ts),
-              best(th), best(ta), tcap);
+              best(th), best(ta), best(tah), tcap);
 }
 
 void phase_load(const Args& a) {
@@ -621,6 +645,19 @@ void phase_logits(const Args& a) {
 
 using Result = std::map<std::string, std::string>;
 
+// Appends `line` to `out` when it is a `RESULT kind key=value ...` line.
+void parse_result(const std::string& line, std::vector<Result>& out) {
+  if (line.compare(0, 7, "RESULT ") != 0) return;
+  std::stringstream ss(line.substr(7));
+  Result r;
+  ss >> r["kind"];
+  for (std::string kv; ss >> kv;) {
+    const size_t eq = kv.find('=');
+    if (eq != std::string::npos) r[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  out.push_back(r);
+}
+
 // Runs `cmd` (a shell command), echoes its output to stderr, returns its RESULT lines parsed.
 std::vector<Result> run_child(const std::string& cmd) {
   std::fprintf(stderr, "+ %s\n", cmd.c_str());
@@ -630,16 +667,7 @@ std::vector<Result> run_child(const std::string& cmd) {
   char buf[4096];
   while (std::fgets(buf, sizeof buf, p)) {
     std::fputs(buf, stderr);
-    std::string line(buf);
-    if (line.compare(0, 7, "RESULT ") != 0) continue;
-    std::stringstream ss(line.substr(7));
-    Result r;
-    ss >> r["kind"];
-    for (std::string kv; ss >> kv;) {
-      const size_t eq = kv.find('=');
-      if (eq != std::string::npos) r[kv.substr(0, eq)] = kv.substr(eq + 1);
-    }
-    out.push_back(r);
+    parse_result(buf, out);
   }
   const int rc = pclose(p);
   if (rc != 0) {  // recorded and reported at the end; the other measurements go on
@@ -706,6 +734,95 @@ std::string loadavg() {
   return a + " " + b + " " + c;
 }
 
+// The markdown tables of docs/perf.md from the (merged) results.
+void print_tables(const std::vector<Result>& rs, const Args& a) {
+  // Model.
+  const Result* dec0 = find(rs, "decode", {{"dtype", "f32"}});
+  if (const Result* w = find(rs, "write", {}))
+    std::printf("model: H %s, %s blocks, %s heads, QK %s, VD %s, FFN %s, vocab %s, head %s: %s parameters\n\n",
+                w->at("H").c_str(), w->at("L").c_str(), w->at("NH").c_str(), w->at("QK").c_str(),
+                w->at("VD").c_str(), w->at("U").c_str(), w->at("V").c_str(),
+                w->at("tied") == "1" ? "tied" : "untied", w->at("params").c_str());
+  else if (dec0)
+    std::printf("model: %.0f stored parameters (reused checkpoint)\n\n", num(*dec0, "params"));
+
+  std::printf("| threads | copy GB/s (read + write) |\n|---:|---:|\n");
+  for (int t : a.threads)
+    if (const Result* r = find(rs, "bandwidth", {{"threads", std::to_string(t)}}))
+      std::printf("| %d | %.1f |\n", t, num(*r, "copy_gbs"));
+
+  std::printf("\n| weights | threads | MB read/token | tokens/s (median) | tokens/s (best) | ms/token | "
+              "bound tokens/s | %% of bound (median) | %% of bound (best) | GEMVs alone tokens/s | "
+              "GEMVs alone %% of bound | logit cap ms |\n"
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  for (const char* dt : {"f32", "bf16"})
+    for (int t : a.threads) {
+      const Result* r = find(rs, "decode", {{"dtype", dt}, {"threads", std::to_string(t)}});
+      const Result* bw = find(rs, "bandwidth", {{"threads", std::to_string(t)}});
+      if (!r || !bw) continue;
+      const double bpt = num(*r, "bytes_per_token"), med = num(*r, "tok_s_median"),
+                   bst = num(*r, "tok_s_best");
+      const double bound = num(*bw, "copy_gbs") * 1e9 / bpt, g = num(*r, "gemv_tok_s");
+      std::printf("| %s | %d | %.1f | %.1f | %.1f | %.2f | %.1f | %.0f%% | %.0f%% | %.1f | %.0f%% | %.2f |\n",
+                  dt, t, bpt / 1e6, med, bst, 1e3 / med, bound, 100 * med / bound,
+                  100 * bst / bound, g, 100 * g / bound, num(*r, "softcap_ms"));
+    }
+
+  std::printf("\n| weights | threads | ours s (median) | ours tokens/s | PyTorch s (median) | "
+              "PyTorch tokens/s | PyTorch/ours | head GEMM s | fresh logits buffer s | same, huge "
+              "pages s | logit cap s |\n"
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  for (const char* dt : {"f32", "bf16"})
+    for (int t : a.threads) {
+      const Result* r = find(rs, "prefill", {{"dtype", dt}, {"threads", std::to_string(t)}});
+      if (!r) continue;
+      const double s = num(*r, "s_median");
+      const Result* pt = find(rs, "torch_prefill", {{"threads", std::to_string(t)}});
+      std::string tcol = "— | — | —";
+      if (pt && std::string(dt) == "f32") {
+        const double ps = num(*pt, "s_median");
+        char b[128];
+        std::snprintf(b, sizeof b, "%.3f | %.0f | %.2f", ps, a.seq / ps, ps / s);
+        tcol = b;
+      }
+      const std::string huge = r->count("logits_alloc_huge_s")
+                                   ? std::to_string(num(*r, "logits_alloc_huge_s")).substr(0, 5)
+                                   : "—";
+      std::printf("| %s | %d | %.3f | %.0f | %s | %.3f | %.3f | %s | %.3f |\n", dt, t, s, a.seq / s,
+                  tcol.c_str(), num(*r, "head_gemm_s"), num(*r, "logits_alloc_s"), huge.c_str(),
+                  num(*r, "softcap_s"));
+    }
+
+  std::printf("\n| weights | weight MiB | at | VmRSS MiB | VmHWM MiB | RssAnon MiB | RssFile MiB | "
+              "HWM − RSS before load, MiB | / weights |\n|---|---:|---|---:|---:|---:|---:|---:|---:|\n");
+  for (const char* dt : {"f32", "bf16"}) {
+    const Result* r0 = find(rs, "load", {{"dtype", dt}, {"at", "before_load"}});
+    if (!r0) continue;
+    for (const char* at : {"before_load", "after_load", "after_token1", "after_token2"}) {
+      const Result* r = find(rs, "load", {{"dtype", dt}, {"at", at}});
+      const double add_mib = num(*r, "hwm_mib") - num(*r0, "rss_mib");
+      std::printf("| %s | %.1f | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.3f |\n", dt,
+                  num(*r, "weights_mib"), at, num(*r, "rss_mib"), num(*r, "hwm_mib"),
+                  num(*r, "anon_mib"), num(*r, "file_mib"), add_mib, add_mib / num(*r, "weights_mib"));
+    }
+    if (const Result* lt = find(rs, "loadtime", {{"dtype", dt}}))
+      std::printf("| %s | | load %.3f s, first token %.3f s | | | | | | |\n", dt, num(*lt, "load_s"),
+                  num(*lt, "first_token_s"));
+  }
+  if (const Result* c = find(rs, "torch_check", {}))
+    std::printf("\nPyTorch vs ours (F32 weights, B 2, 130 tokens, max |logit| %s): max |logits "
+                "diff| %s against PyTorch f32, %s against PyTorch f64 (full forward); %s / %s "
+                "(ours decoding positions 100..129 token by token after a 100-token prefill); "
+                "PyTorch f32 vs f64 %s\n",
+                c->at("max_abs_logit").c_str(), c->at("max_abs_prefill").c_str(),
+                c->at("f64_max_abs_prefill").c_str(), c->at("max_abs_decode").c_str(),
+                c->at("f64_max_abs_decode").c_str(), c->at("torch_f32_vs_f64").c_str());
+  for (auto& r : rs)
+    if (r.at("kind") == "failed")
+      std::printf("\nFAILED (status %s, rows missing above): %s\n", r.at("status").c_str(),
+                  r.at("cmd").c_str());
+}
+
 int driver(Args a) {
   bool temp = false;
   if (a.dir.empty()) {
@@ -767,90 +884,7 @@ int driver(Args a) {
                 a.repeat);
   std::printf("\n");
 
-  // Model.
-  const Result* dec0 = find(rs, "decode", {{"dtype", "f32"}});
-  if (const Result* w = find(rs, "write", {}))
-    std::printf("model: H %s, %s blocks, %s heads, QK %s, VD %s, FFN %s, vocab %s, head %s: %s parameters\n\n",
-                w->at("H").c_str(), w->at("L").c_str(), w->at("NH").c_str(), w->at("QK").c_str(),
-                w->at("VD").c_str(), w->at("U").c_str(), w->at("V").c_str(),
-                w->at("tied") == "1" ? "tied" : "untied", w->at("params").c_str());
-  else if (dec0)
-    std::printf("model: %.0f stored parameters (reused checkpoint)\n\n", num(*dec0, "params"));
-
-  std::printf("| threads | copy GB/s (read+write) | read GB/s | read GB/s, huge pages |\n"
-              "|---:|---:|---:|---:|\n");
-  for (int t : a.threads)
-    if (const Result* r = find(rs, "bandwidth", {{"threads", std::to_string(t)}}))
-      std::printf("| %d | %.1f | %.1f | %.1f |\n", t, num(*r, "copy_gbs"), num(*r, "read_gbs"),
-                  num(*r, "read_huge_gbs"));
-
-  std::printf("\n| weights | threads | MB read/token | tokens/s (median) | tokens/s (best) | ms/token | "
-              "bound tokens/s (copy) | %% of bound (copy) | %% of read bound | weights read GB/s | "
-              "GEMVs alone tokens/s | logit cap ms |\n"
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-  for (const char* dt : {"f32", "bf16"})
-    for (int t : a.threads) {
-      const Result* r = find(rs, "decode", {{"dtype", dt}, {"threads", std::to_string(t)}});
-      const Result* bw = find(rs, "bandwidth", {{"threads", std::to_string(t)}});
-      if (!r || !bw) continue;
-      const double bpt = num(*r, "bytes_per_token"), med = num(*r, "tok_s_median"),
-                   bst = num(*r, "tok_s_best");
-      const double bound = num(*bw, "copy_gbs") * 1e9 / bpt, rbound = num(*bw, "read_gbs") * 1e9 / bpt;
-      std::printf("| %s | %d | %.1f | %.1f | %.1f | %.2f | %.1f | %.0f%% | %.0f%% | %.1f | %.1f | %.2f |\n",
-                  dt, t, bpt / 1e6, med, bst, 1e3 / med, bound, 100 * med / bound,
-                  100 * med / rbound, num(*r, "weights_read_gbs"), num(*r, "gemv_tok_s"),
-                  num(*r, "softcap_ms"));
-    }
-
-  std::printf("\n| weights | threads | ours s (median) | ours tokens/s | PyTorch s (median) | "
-              "PyTorch tokens/s | PyTorch/ours | head GEMM s | fresh logits buffer s | logit cap s |\n"
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-  for (const char* dt : {"f32", "bf16"})
-    for (int t : a.threads) {
-      const Result* r = find(rs, "prefill", {{"dtype", dt}, {"threads", std::to_string(t)}});
-      if (!r) continue;
-      const double s = num(*r, "s_median");
-      const Result* pt = find(rs, "torch_prefill", {{"threads", std::to_string(t)}});
-      std::string tcol = "— | — | —";
-      if (pt && std::string(dt) == "f32") {
-        const double ps = num(*pt, "s_median");
-        char b[128];
-        std::snprintf(b, sizeof b, "%.3f | %.0f | %.2f", ps, a.seq / ps, ps / s);
-        tcol = b;
-      }
-      std::printf("| %s | %d | %.3f | %.0f | %s | %.3f | %.3f | %.3f |\n", dt, t, s, a.seq / s,
-                  tcol.c_str(), num(*r, "head_gemm_s"), num(*r, "logits_alloc_s"),
-                  num(*r, "softcap_s"));
-    }
-
-  std::printf("\n| weights | weight MiB | at | VmRSS MiB | VmHWM MiB | RssAnon MiB | RssFile MiB | "
-              "HWM − RSS before load, MiB | / weights |\n|---|---:|---|---:|---:|---:|---:|---:|---:|\n");
-  for (const char* dt : {"f32", "bf16"}) {
-    const Result* r0 = find(rs, "load", {{"dtype", dt}, {"at", "before_load"}});
-    if (!r0) continue;
-    for (const char* at : {"before_load", "after_load", "after_token1", "after_token2"}) {
-      const Result* r = find(rs, "load", {{"dtype", dt}, {"at", at}});
-      const double add_mib = num(*r, "hwm_mib") - num(*r0, "rss_mib");
-      std::printf("| %s | %.1f | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.3f |\n", dt,
-                  num(*r, "weights_mib"), at, num(*r, "rss_mib"), num(*r, "hwm_mib"),
-                  num(*r, "anon_mib"), num(*r, "file_mib"), add_mib, add_mib / num(*r, "weights_mib"));
-    }
-    if (const Result* lt = find(rs, "loadtime", {{"dtype", dt}}))
-      std::printf("| %s | | load %.3f s, first token %.3f s | | | | | | |\n", dt, num(*lt, "load_s"),
-                  num(*lt, "first_token_s"));
-  }
-  if (const Result* c = find(rs, "torch_check", {}))
-    std::printf("\nPyTorch vs ours (F32 weights, B 2, 130 tokens, max |logit| %s): max |logits "
-                "diff| %s against PyTorch f32, %s against PyTorch f64 (full forward); %s / %s "
-                "(ours decoding positions 100..129 token by token after a 100-token prefill); "
-                "PyTorch f32 vs f64 %s\n",
-                c->at("max_abs_logit").c_str(), c->at("max_abs_prefill").c_str(),
-                c->at("f64_max_abs_prefill").c_str(), c->at("max_abs_decode").c_str(),
-                c->at("f64_max_abs_decode").c_str(), c->at("torch_f32_vs_f64").c_str());
-  for (auto& r : rs)
-    if (r.at("kind") == "failed")
-      std::printf("\nFAILED (status %s, rows missing above): %s\n", r.at("status").c_str(),
-                  r.at("cmd").c_str());
+  print_tables(rs, a);
   if (temp) fs::remove_all(a.dir, ec);
   return 0;
 }
@@ -861,6 +895,18 @@ int main(int argc, char** argv) {
   try {
     const Args a = parse_args(argc, argv);
     if (a.phase == "all") return driver(a);
+    if (a.phase == "merge") {  // tables from saved stderr logs of earlier runs, best of all
+      std::vector<Result> rs;
+      for (const std::string& f : a.merge) {
+        std::ifstream in(f);
+        XLSTM_CHECK(in, IoError, f, ": cannot open");
+        for (std::string line; std::getline(in, line);) parse_result(line, rs);
+      }
+      std::printf("best of the runs in %zu logs (rates: highest, times: lowest, memory: highest)\n\n",
+                  a.merge.size());
+      print_tables(merge_best(rs), a);
+      return 0;
+    }
     XLSTM_CHECK(!a.dir.empty() || a.phase == "bandwidth", ValueError, "--phase ", a.phase,
                 " needs --dir");
     if (a.phase == "write") phase_write(a.dir, a.untied);
