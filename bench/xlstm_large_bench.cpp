@@ -46,8 +46,6 @@
 #endif
 #include <omp.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -714,7 +712,10 @@ std::vector<Result> merge_best(const std::vector<Result>& rs) {
       continue;
     }
     for (auto& [k, v] : r) {
-      if (!m->count(k)) continue;
+      if (!m->count(k)) {  // a field only later runs have
+        (*m)[k] = v;
+        continue;
+      }
       const double a = std::atof(m->at(k).c_str()), b = std::atof(v.c_str());
       const bool rate = k.find("gbs") != std::string::npos || k.find("tok_s") != std::string::npos;
       const bool mem = ends(k, "_mib");
