@@ -44,6 +44,8 @@ class Tensor {
   }
 
   bool defined() const { return owner_ != nullptr; }
+  // How many tensors share this storage (views and copies included); 0 when undefined.
+  long use_count() const { return owner_.use_count(); }
   const Shape& shape() const { return shape_; }
   int ndim() const { return (int)shape_.size(); }
   int64_t dim(int i) const { return shape_.at(i < 0 ? i + ndim() : i); }

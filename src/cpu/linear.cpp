@@ -4,6 +4,9 @@
 #include <immintrin.h>
 #endif
 #include <algorithm>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "cpu/embedding.h"
@@ -81,53 +84,165 @@ inline __m512 load16(const uint16_t* w) {
 }
 #endif
 
-// y[n, o] = sum_i x[n, i] W[o, i] for n < N <= kLinearGemvRows. Each output is one thread's
-// fixed-order dot product, so the result does not depend on the thread count.
+// Rows [o0, o1) of y[n, o] (+)= sum_i x[n, i] W[o, i] + b[o] for n < NN <= kLinearGemvRows, on
+// the calling thread. Each output is one fixed-order dot product (two 16-lane accumulator chains
+// over alternate 16-element blocks, a tree sum of the lanes, the scalar tail), the same for
+// every NN and every row range, so results depend neither on the batch size nor on how callers
+// split the rows among threads.
+#if defined(__AVX512F__)
+// Tree sum of the 16 lanes (maskz forms: GCC 12 warns about _mm512_reduce_add_ps's undefined
+// vectors).
+inline float hsum16(__m512 v) {
+  const __m512d d = _mm512_castps_pd(v);
+  const __m256 s8 = _mm256_add_ps(_mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xF, d, 0)),
+                                  _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xF, d, 1)));
+  __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+  s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+  s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
+  return _mm_cvtss_f32(s4);
+}
+
+// The 16 floats at r + i for r = a + MIS, a 64-byte aligned: two aligned loads (lo at a + i,
+// hi at a + i + 16) joined by valignd. Mapped checkpoints place tensors at any 8-byte offset
+// (safetensors pads its header to 8 only); unaligned 64-byte loads split a cache line each and
+// halve the f32 GEMV's streaming rate on this CPU (CPU-NOTES; docs/perf.md), aligned loads do
+// not. Loads never leave the 64-byte lines that hold the row's own elements.
+template <int MIS>
+inline __m512 join16(__m512 lo, __m512 hi) {
+  if constexpr (MIS == 0) {
+    (void)hi;
+    return lo;
+  } else {
+    return _mm512_castsi512_ps(
+        _mm512_maskz_alignr_epi32(0xFFFF, _mm512_castps_si512(hi), _mm512_castps_si512(lo), MIS));
+  }
+}
+
+// acc[n] = the dot product of one f32 row with x[n] in gemv_kernel's order; r = a + MIS.
+template <int NN, int MIS>
+int64_t dot_f32_aligned(int64_t I, const float* r, const float* x, float* acc) {
+  const float* a = r - MIS;
+  __m512 va[NN][2];
+  for (int n = 0; n < NN; ++n) va[n][0] = va[n][1] = _mm512_setzero_ps();
+  int64_t i = 0;
+  auto fma2 = [&](__m512 w0, __m512 w1) {
+    for (int n = 0; n < NN; ++n) {
+      va[n][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + n * I + i), va[n][0]);
+      va[n][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + n * I + i + 16), va[n][1]);
+    }
+  };
+  if constexpr (MIS == 0) {
+    for (; i + 32 <= I; i += 32) fma2(_mm512_load_ps(a + i), _mm512_load_ps(a + i + 16));
+    if (i + 16 <= I) {
+      const __m512 w0 = _mm512_load_ps(a + i);
+      for (int n = 0; n < NN; ++n)
+        va[n][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + n * I + i), va[n][0]);
+      i += 16;
+    }
+  } else {
+    // lo holds a[i, i+16), which contains r[i]; a[i+16k] <= r[i+16k-1] for k >= 1, so each
+    // load below holds an element of the row.
+    __m512 lo = _mm512_load_ps(a);
+    for (; i + 32 <= I; i += 32) {
+      const __m512 mid = _mm512_load_ps(a + i + 16), hi = _mm512_load_ps(a + i + 32);
+      fma2(join16<MIS>(lo, mid), join16<MIS>(mid, hi));
+      lo = hi;
+    }
+    if (i + 16 <= I) {
+      const __m512 w0 = join16<MIS>(lo, _mm512_load_ps(a + i + 16));
+      for (int n = 0; n < NN; ++n)
+        va[n][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + n * I + i), va[n][0]);
+      i += 16;
+    }
+  }
+  for (int n = 0; n < NN; ++n) acc[n] = hsum16(_mm512_add_ps(va[n][0], va[n][1]));
+  return i;
+}
+
+template <int NN, int... M>
+int64_t dot_f32_row(int64_t I, const float* r, const float* x, float* acc,
+                    std::integer_sequence<int, M...>) {
+  const int mis = (int)((reinterpret_cast<uintptr_t>(r) % 64) / sizeof(float));
+  int64_t done = 0;
+  ((mis == M ? (done = dot_f32_aligned<NN, M>(I, r, x, acc), true) : false) || ...);
+  return done;
+}
+#endif
+
+// Rows [o0, o1) of y[n, o] (+)= sum_i x[n, i] W[o, i] + b[o] for n < NN <= kLinearGemvRows, on
+// the calling thread. Each output is one fixed-order dot product (two 16-lane accumulator chains
+// over alternate 16-element blocks, a tree sum of the lanes, the scalar tail), the same for
+// every NN, row range and weight alignment, so results depend neither on the batch size nor on
+// how callers split the rows among threads.
+template <class W, int NN>
+void gemv_kernel(int64_t I, int64_t o0, int64_t o1, const float* x, const W* w, const float* b,
+                 float* y, int64_t ldy, bool accumulate) {
+  for (int64_t o = o0; o < o1; ++o) {
+    const W* row = w + o * I;
+    float acc[NN];
+#if defined(__AVX512F__)
+    int64_t i = 0;
+    if constexpr (std::is_same_v<W, float>) {
+      if (reinterpret_cast<uintptr_t>(row) % sizeof(float) == 0)
+        i = dot_f32_row<NN>(I, row, x, acc, std::make_integer_sequence<int, 16>{});
+    }
+    if (i == 0) {
+      __m512 va[NN][2];
+      for (int n = 0; n < NN; ++n) va[n][0] = va[n][1] = _mm512_setzero_ps();
+      for (; i + 32 <= I; i += 32) {
+        const __m512 w0 = load16(row + i), w1 = load16(row + i + 16);
+        for (int n = 0; n < NN; ++n) {
+          va[n][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + n * I + i), va[n][0]);
+          va[n][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + n * I + i + 16), va[n][1]);
+        }
+      }
+      if (i + 16 <= I) {
+        const __m512 w0 = load16(row + i);
+        for (int n = 0; n < NN; ++n)
+          va[n][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + n * I + i), va[n][0]);
+        i += 16;
+      }
+      for (int n = 0; n < NN; ++n)
+        acc[n] = hsum16(_mm512_add_ps(va[n][0], va[n][1]));
+    }
+#else
+    int64_t i = 0;
+    for (int n = 0; n < NN; ++n) acc[n] = 0.f;
+#endif
+    for (; i < I; ++i) {
+      const float wi = widen(row, i);
+      for (int n = 0; n < NN; ++n) acc[n] += wi * x[n * I + i];
+    }
+    const float bo = b ? b[o] : 0.f;
+    for (int n = 0; n < NN; ++n) {
+      float& out = y[n * ldy + o];
+      out = accumulate ? out + (acc[n] + bo) : acc[n] + bo;
+    }
+  }
+}
+
+template <class W>
+void gemv_dispatch(int64_t N, int64_t I, int64_t o0, int64_t o1, const float* x, const W* w,
+                   const float* b, float* y, int64_t ldy, bool accumulate) {
+  static_assert(kLinearGemvRows == 4, "gemv_dispatch covers N = 1..4");
+  switch (N) {
+    case 1: gemv_kernel<W, 1>(I, o0, o1, x, w, b, y, ldy, accumulate); break;
+    case 2: gemv_kernel<W, 2>(I, o0, o1, x, w, b, y, ldy, accumulate); break;
+    case 3: gemv_kernel<W, 3>(I, o0, o1, x, w, b, y, ldy, accumulate); break;
+    default: gemv_kernel<W, 4>(I, o0, o1, x, w, b, y, ldy, accumulate); break;
+  }
+}
+
+// y = x W^T + b for N <= kLinearGemvRows, parallel over tasks of 16 rows.
 template <class W>
 void gemv_rows(int64_t N, int64_t I, int64_t O, const float* x, const W* w, const float* b,
                float* y) {
   constexpr int64_t kRowsPerTask = 16;
   const int64_t tasks = (O + kRowsPerTask - 1) / kRowsPerTask;
 #pragma omp parallel for schedule(static) if (O * I > 65536)
-  for (int64_t t = 0; t < tasks; ++t) {
-    const int64_t o1 = std::min(O, (t + 1) * kRowsPerTask);
-    for (int64_t o = t * kRowsPerTask; o < o1; ++o) {
-      const W* row = w + o * I;
-      float acc[kLinearGemvRows];
-#if defined(__AVX512F__)
-      __m512 va[kLinearGemvRows][2];
-      for (int64_t n = 0; n < kLinearGemvRows; ++n) va[n][0] = va[n][1] = _mm512_setzero_ps();
-      int64_t i = 0;
-      for (; i + 32 <= I; i += 32) {
-        const __m512 w0 = load16(row + i), w1 = load16(row + i + 16);
-        for (int64_t n = 0; n < N; ++n) {
-          va[n][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + n * I + i), va[n][0]);
-          va[n][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + n * I + i + 16), va[n][1]);
-        }
-      }
-      for (; i + 16 <= I; i += 16) {
-        const __m512 w0 = load16(row + i);
-        for (int64_t n = 0; n < N; ++n)
-          va[n][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + n * I + i), va[n][0]);
-      }
-      for (int64_t n = 0; n < N; ++n) {
-        alignas(64) float lanes[16];
-        _mm512_store_ps(lanes, _mm512_add_ps(va[n][0], va[n][1]));
-        float sum = 0.f;
-        for (float l : lanes) sum += l;
-        acc[n] = sum;
-      }
-#else
-      int64_t i = 0;
-      for (int64_t n = 0; n < N; ++n) acc[n] = 0.f;
-#endif
-      for (; i < I; ++i) {
-        const float wi = widen(row, i);
-        for (int64_t n = 0; n < N; ++n) acc[n] += wi * x[n * I + i];
-      }
-      for (int64_t n = 0; n < N; ++n) y[n * O + o] = acc[n] + (b ? b[o] : 0.f);
-    }
-  }
+  for (int64_t t = 0; t < tasks; ++t)
+    gemv_dispatch(N, I, t * kRowsPerTask, std::min(O, (t + 1) * kRowsPerTask), x, w, b, y, O,
+                  false);
 }
 
 }  // namespace
@@ -164,6 +279,18 @@ void linear_forward_mixed(int64_t N, int64_t I, int64_t O, const float* x, const
 #pragma omp parallel for schedule(static) if (N * O > 16384)
   for (int64_t n = 0; n < N; ++n)
     for (int64_t o = 0; o < O; ++o) y[n * O + o] += b[o];
+}
+
+void linear_gemv_rows(int64_t N, int64_t I, int64_t o0, int64_t o1, const float* x, const void* W,
+                      DType wdt, const float* b, float* y, int64_t ldy, bool accumulate) {
+  XLSTM_CHECK(N >= 1 && N <= kLinearGemvRows, ValueError, "[linear_gemv_rows] N must be in [1, ",
+              kLinearGemvRows, "], got ", N);
+  XLSTM_CHECK(wdt == DType::F32 || wdt == DType::BF16, TypeError,
+              "[linear_gemv_rows] weights must be F32 or BF16, got ", dtype_name(wdt));
+  if (wdt == DType::F32)
+    gemv_dispatch(N, I, o0, o1, x, static_cast<const float*>(W), b, y, ldy, accumulate);
+  else
+    gemv_dispatch(N, I, o0, o1, x, static_cast<const uint16_t*>(W), b, y, ldy, accumulate);
 }
 
 void embedding_forward_mixed(int64_t N, int64_t V, int64_t D, const int64_t* ids, const void* W,

@@ -26,6 +26,14 @@ constexpr int64_t kLinearGemvRows = 4;
 void linear_forward_mixed(int64_t N, int64_t I, int64_t O, const float* x, const void* W,
                           DType wdt, const float* b, float* y);
 
+// Rows [o0, o1) of the N <= kLinearGemvRows case above on the calling thread alone, for callers
+// that split the rows among their own threads (models/xlstm_large_decode.cpp): the same
+// fixed-order dot products, so y does not depend on the split. x (N, I) read; W (O, I) F32/BF16
+// read (rows o0..o1 only); b (O) read, may be null; y (N, ldy): y[n, o] for o in [o0, o1)
+// written, or accumulated (+=) when `accumulate`.
+void linear_gemv_rows(int64_t N, int64_t I, int64_t o0, int64_t o1, const float* x, const void* W,
+                      DType wdt, const float* b, float* y, int64_t ldy, bool accumulate = false);
+
 // Embedding rows in their stored type: ids (N) in [0, V) read; W (V, D) F32 or BF16 read;
 // y (N, D) float written.
 void embedding_forward_mixed(int64_t N, int64_t V, int64_t D, const int64_t* ids, const void* W,

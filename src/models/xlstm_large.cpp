@@ -1,5 +1,7 @@
 #include "models/xlstm_large.h"
 
+#include "models/xlstm_large_impl.h"
+
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -17,6 +19,7 @@
 namespace xlstm {
 
 using nlohmann::json;
+using namespace xlstm_large_detail;
 
 // ---------------------------------------------------------------- config
 
@@ -172,10 +175,6 @@ std::string xlstm_large_hf_name(const std::string& official) {
 
 namespace {
 
-enum P {
-  kNormM, kNormMB, kQ, kQB, kK, kKB, kV, kVB, kO, kOB, kI, kIB, kF, kFB, kMH, kMHB, kOut, kOutB,
-  kNormF, kNormFB, kGate, kGateB, kUp, kUpB, kDown, kDownB, kNumP
-};
 const char* const kNames[kNumP] = {
     "norm_mlstm.weight", "norm_mlstm.bias", "mlstm_layer.q.weight", "mlstm_layer.q.bias",
     "mlstm_layer.k.weight", "mlstm_layer.k.bias", "mlstm_layer.v.weight", "mlstm_layer.v.bias",
@@ -187,10 +186,6 @@ const char* const kNames[kNumP] = {
     "norm_ffn.bias", "ffn.proj_up_gate.weight", "ffn.proj_up_gate.bias", "ffn.proj_up.weight",
     "ffn.proj_up.bias", "ffn.proj_down.weight", "ffn.proj_down.bias"};
 
-template <class T>
-const T* ptr(const Tensor& t) {
-  return t.defined() ? t.data<T>() : nullptr;
-}
 
 template <class T>
 T* mptr(Tensor& t) {
@@ -218,22 +213,6 @@ void lin_bwd(int64_t N, int64_t I, int64_t O, const T* x, const Tensor& W, const
                      db && db->defined() ? db->data<T>() : nullptr);
 }
 
-// cap(z; c) = c tanh(z / c) in place (c <= 0: identity). tanh is the vectorised one of
-// act_forward (cpu/activations.h; float: PwMath, ~1e-7 relative).
-template <class T>
-void soft_cap(int64_t n, T* z, double c) {
-  if (c <= 0) return;
-  const T cc = (T)c, inv = T(1) / cc;
-  constexpr int64_t kBlock = 16384;
-#pragma omp parallel for schedule(static) if (n > 4 * kBlock)
-  for (int64_t j0 = 0; j0 < n; j0 += kBlock) {
-    const int64_t m = std::min(kBlock, n - j0);
-    T* p = z + j0;
-    for (int64_t j = 0; j < m; ++j) p[j] *= inv;
-    act_forward<T>(Act::Tanh, m, p, p);
-    for (int64_t j = 0; j < m; ++j) p[j] *= cc;
-  }
-}
 // dz *= 1 - (y / c)^2 from the capped output y (c <= 0: unchanged).
 template <class T>
 void soft_cap_backward(int64_t n, const T* y, T* dz, double c) {
@@ -265,11 +244,6 @@ void add_col_sums(int64_t N, int64_t D, const T* dy, Tensor& db) {
 
 }  // namespace
 
-template <class T>
-struct XLSTMLarge<T>::Block {
-  Tensor w[kNumP], g[kNumP];
-  std::unique_ptr<Saved> saved;  // Mode::Train activations
-};
 
 // Activations of one block's forward (reused across calls; only grows).
 template <class T>
@@ -594,6 +568,13 @@ Tensor XLSTMLarge<T>::forward(const Tensor& ids, Mode mode, const XLSTMLargeStat
   const DType dt = DTypeOf<T>::value;
   const bool train = mode == Mode::Train;
   saved_train_ = train;
+  if constexpr (std::is_same_v<T, float>) {
+    if (!train && S == 1 && B <= kLinearGemvRows) {
+      B_ = B;
+      S_ = S;
+      return decode_step(ids, state_in, state_out);
+    }
+  }
   B_ = B;
   S_ = S;
   ids_.assign(ids.data<int64_t>(), ids.data<int64_t>() + N);

@@ -125,6 +125,8 @@ class XLSTMLarge : public Module {
   std::unique_ptr<Saved> eval_saved_;  // scratch shared by all blocks in Mode::Eval
   struct Scratch;
   std::unique_ptr<Scratch> scratch_;   // backward and embedding buffers (only grow)
+  struct Decode;
+  std::unique_ptr<Decode> decode_;     // buffers of decode_step (only grow)
   int64_t B_ = 0, S_ = 0;
   std::vector<int64_t> ids_;
   std::vector<T> xlast_, xn_, rstd_, logits_;
@@ -133,7 +135,15 @@ class XLSTMLarge : public Module {
   void block_forward(Block& b, Saved& s, int64_t B, int64_t S, T* x, const MlstmState* st_in,
                      MlstmState* st_out, Mode mode);
   void block_backward(Block& b, Saved& s, T* dx);
+  // One token per row (ids (B, 1), B <= kLinearGemvRows, Mode::Eval) in a single parallel
+  // region (models/xlstm_large_decode.cpp); float only.
+  Tensor decode_step(const Tensor& ids, const XLSTMLargeState* state_in,
+                     XLSTMLargeState* state_out);
 };
+
+template <>
+Tensor XLSTMLarge<float>::decode_step(const Tensor& ids, const XLSTMLargeState* state_in,
+                                      XLSTMLargeState* state_out);
 
 extern template class XLSTMLarge<float>;
 extern template class XLSTMLarge<double>;

@@ -140,3 +140,45 @@ TEST(Linear, MixedWeightsMatchWidenedReference) {
   }
   omp_set_num_threads(1);
 }
+
+// The decode GEMV on weights at every 4-byte offset within a cache line (mapped safetensors put
+// tensors at any multiple of 8 bytes; the f32 kernel realigns its loads), row lengths around the
+// 16/32-element blocks, any row range and the accumulate form: against float64 sums, and bit
+// for bit the same as the aligned weights, the whole range, and each batch row alone.
+TEST(Linear, GemvRowsMisalignedRangesAccumulate) {
+  Rng rng(11);
+  for (int64_t I : {7, 16, 31, 48, 77, 768}) {
+    const int64_t O = 37;
+    auto x = test::randn<float>(4 * I, rng);
+    auto wf = test::randn<float>(O * I, rng, 0, 0.1);
+    auto b = test::randn<float>(O, rng);
+    std::vector<float> base((size_t)(O * I + 64));
+    float* aligned = base.data() + (16 - (reinterpret_cast<uintptr_t>(base.data()) % 64) / 4) % 16;
+    std::copy(wf.begin(), wf.end(), aligned);
+    std::vector<float> y_aligned((size_t)(4 * O));
+    linear_gemv_rows(4, I, 0, O, x.data(), aligned, DType::F32, b.data(), y_aligned.data(), O);
+    std::vector<double> ref((size_t)(4 * O));
+    for (int64_t n = 0; n < 4; ++n)
+      for (int64_t o = 0; o < O; ++o) {
+        double s = b[o];
+        for (int64_t i = 0; i < I; ++i) s += (double)x[n * I + i] * (double)wf[o * I + i];
+        ref[(size_t)(n * O + o)] = s;
+      }
+    test::expect_close(str("aligned I=", I), y_aligned.data(), ref.data(), 4 * O, 1e-5, 1e-5);
+    std::vector<float> store((size_t)(O * I + 64));
+    for (int mis = 0; mis < 16; ++mis) {
+      float* w = store.data() + (16 - (reinterpret_cast<uintptr_t>(store.data()) % 64) / 4) % 16 + mis;
+      std::copy(wf.begin(), wf.end(), w);
+      for (int64_t N : {1, 2, 3, 4}) {
+        // rows in three uneven ranges, accumulated onto 1.0
+        std::vector<float> y((size_t)(N * O), 1.f);
+        for (auto [o0, o1] : {std::pair<int64_t, int64_t>{0, 5}, {5, 21}, {21, O}})
+          linear_gemv_rows(N, I, o0, o1, x.data(), w, DType::F32, b.data(), y.data(), O, true);
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t o = 0; o < O; ++o)
+            ASSERT_EQ(y[(size_t)(n * O + o)], 1.f + y_aligned[(size_t)(n * O + o)])
+                << "I=" << I << " misalignment " << mis << " N=" << N << " n=" << n << " o=" << o;
+      }
+    }
+  }
+}
