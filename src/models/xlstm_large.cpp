@@ -551,7 +551,7 @@ void XLSTMLarge<T>::block_backward(Block& b, Saved& s, T* dx) {
 
 template <class T>
 Tensor XLSTMLarge<T>::forward(const Tensor& ids, Mode mode, const XLSTMLargeState* state_in,
-                              XLSTMLargeState* state_out) {
+                              XLSTMLargeState* state_out, Logits rows) {
   XLSTM_CHECK(ids.ndim() == 2 && ids.dtype() == DType::I64, ValueError,
               "[xlstm_large] ids must be (B,S) int64, got ", shape_str(ids.shape()), " ",
               dtype_name(ids.dtype()));
@@ -567,9 +567,11 @@ Tensor XLSTMLarge<T>::forward(const Tensor& ids, Mode mode, const XLSTMLargeStat
               " blocks, the model has ", L);
   const DType dt = DTypeOf<T>::value;
   const bool train = mode == Mode::Train;
+  XLSTM_CHECK(!train || rows == Logits::All, ValueError,
+              "[xlstm_large] Mode::Train computes the logits of every position");
   saved_train_ = train;
   if constexpr (std::is_same_v<T, float>) {
-    if (!train && S == 1 && B <= kLinearGemvRows) {
+    if (!train && S == 1 && B <= kLinearGemvRows && rows != Logits::None) {
       B_ = B;
       S_ = S;
       return decode_step(ids, state_in, state_out);
@@ -596,18 +598,26 @@ Tensor XLSTMLarge<T>::forward(const Tensor& ids, Mode mode, const XLSTMLargeStat
     block_forward(b, s, B, S, xbuf.data(), si, state_out ? &outs[l] : nullptr, mode);
   }
   if (state_out) state_out->blocks = std::move(outs);
+  if (rows == Logits::None) return Tensor();
   const T* hin = xbuf.data();
+  int64_t NR = N, SR = S;  // rows that get logits
+  if (rows == Logits::Last && S > 1) {
+    NR = B;
+    SR = 1;
+    for (int64_t b = 0; b < B; ++b)  // row b's last position moves to row b (b <= b*S + S-1)
+      std::memmove(xbuf.data() + b * H, xbuf.data() + (b * S + S - 1) * H, sizeof(T) * H);
+  }
   if (train) xlast_ = xbuf;
   if (w_out_.defined()) {
-    xn_.resize((size_t)(N * H));
-    rstd_.resize((size_t)N);
-    rmsnorm_forward<T>(N, H, xbuf.data(), w_out_.data<T>(), cfg_.norm_eps, xn_.data(), rstd_.data());
+    xn_.resize((size_t)(NR * H));
+    rstd_.resize((size_t)NR);
+    rmsnorm_forward<T>(NR, H, xbuf.data(), w_out_.data<T>(), cfg_.norm_eps, xn_.data(), rstd_.data());
     hin = xn_.data();
   }
-  Tensor logits = Tensor::empty({B, S, V}, dt);
+  Tensor logits = Tensor::empty({B, SR, V}, dt);
   const Tensor& head = w_head_.defined() ? w_head_ : w_emb_;
-  lin<T>(N, H, V, hin, head, Tensor(), logits.data<T>());
-  soft_cap<T>(N * V, logits.data<T>(), cfg_.output_logit_soft_cap);
+  lin<T>(NR, H, V, hin, head, Tensor(), logits.data<T>());
+  soft_cap<T>(NR * V, logits.data<T>(), cfg_.output_logit_soft_cap);
   if (train) logits_.assign(logits.data<T>(), logits.data<T>() + N * V);
   return logits;
 }

@@ -30,6 +30,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <thread>
 
@@ -51,12 +52,12 @@ inline void cpu_relax() {
 #endif
 }
 
-// Barrier for the n threads of one OpenMP team: spins (pause) for about 0.1-0.5 ms, then
-// yields, so an oversubscribed machine still makes progress. The last thread to arrive resets
-// the count before it publishes the new generation.
+// Barrier for the n threads of one OpenMP team: spins (pause) for up to kSpin, then yields, so
+// an oversubscribed machine still makes progress. The last thread to arrive resets the count
+// before it publishes the new generation.
 class SpinBarrier {
  public:
-  // Every thread of the team calls this with the team's size before its first wait().
+  static constexpr std::chrono::microseconds kSpin{200};
   void set_threads(int n) { n_.store(n, std::memory_order_relaxed); }
   void wait() {
     const int n = n_.load(std::memory_order_relaxed);
@@ -67,9 +68,15 @@ class SpinBarrier {
       gen_.store(g + 1, std::memory_order_release);
       return;
     }
-    for (int spins = 0; gen_.load(std::memory_order_acquire) == g; ++spins) {
-      if (spins < 4096) cpu_relax();
-      else std::this_thread::yield();
+    bool spin = true;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (unsigned spins = 1; gen_.load(std::memory_order_acquire) == g; ++spins) {
+      if (!spin) {
+        std::this_thread::yield();
+      } else {
+        cpu_relax();
+        if (spins % 256 == 0) spin = std::chrono::steady_clock::now() - t0 < kSpin;
+      }
     }
   }
 

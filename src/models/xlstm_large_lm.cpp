@@ -46,18 +46,18 @@ Tensor XLSTMLargeLM::prefill(const Tensor& ids, LMState& state) {
               "[xlstm_large.prefill] ids must be (B, S >= 1) int64, got ", shape_str(ids.shape()));
   auto& s = dynamic_cast<LargeState&>(state).s;
   const int64_t B = ids.dim(0), S = ids.dim(1), V = vocab_size();
-  Tensor last({B, V}, DType::F32);
+  Tensor last;
   for (int64_t t0 = 0; t0 < S; t0 += kPrefillSlice) {
     const int64_t n = std::min(kPrefillSlice, S - t0);
     Tensor slice = Tensor::empty({B, n}, DType::I64);
     for (int64_t b = 0; b < B; ++b)
       std::memcpy(slice.data<int64_t>() + b * n, ids.data<int64_t>() + b * S + t0,
                   sizeof(int64_t) * n);
-    Tensor logits = model_->forward(slice, Mode::Eval, &s, &s);
-    if (t0 + n == S)
-      for (int64_t b = 0; b < B; ++b)
-        std::memcpy(last.data<float>() + b * V, logits.data<float>() + (b * n + n - 1) * V,
-                    sizeof(float) * V);
+    const bool final = t0 + n == S;
+    Tensor logits = model_->forward(slice, Mode::Eval, &s, &s,
+                                    final ? XLSTMLarge<float>::Logits::Last
+                                          : XLSTMLarge<float>::Logits::None);
+    if (final) last = logits.reshape({B, V});
   }
   return last;
 }

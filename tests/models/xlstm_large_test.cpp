@@ -2,6 +2,7 @@
 // the ../shared/hf fixtures (logits, states, teacher-forced steps, greedy, tie fallback), the
 // loader's validation, sharded and bf16 checkpoints, batched generation and fine-tuning.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <cstring>
@@ -120,6 +121,105 @@ TEST(XLSTMLarge, StepAndSplitCallsEqualOneChunkwiseCall) {
                        full.blocks[l].c.numel(), 1e-9, 1e-9);
     test::expect_close("C step", st.blocks[l].c.data<double>(), full.blocks[l].c.data<double>(),
                        full.blocks[l].c.numel(), 1e-9, 1e-9);
+  }
+}
+
+// The float decode path (decode_step: one parallel region per token, the GEMV rows split among
+// the threads) against the float64 model's chunkwise forward over the whole sequence; the same
+// bits on 1 and 2 threads; a state or logits tensor the caller still holds is never written.
+TEST(XLSTMLarge, DecodeStepMatchesFloat64ChunkwiseOnAnyThreadCount) {
+  XLSTMLargeConfig c;
+  c.vocab_size = 200;
+  c.embedding_dim = 64;
+  c.num_heads = 4;
+  c.num_blocks = 2;
+  c.ffn_proj_factor = 1.5;
+  c.ffn_round_up_to_multiple_of = 16;
+  c.chunk_size = 4;
+  c.gate_soft_cap = 4.0;
+  c.output_logit_soft_cap = 5.0;
+  for (bool bias : {false, true}) {
+    SCOPED_TRACE(bias ? "with biases" : "without biases");
+    c.use_bias = bias;
+    XLSTMLarge<double> md(c);
+    randomize(md, 8);
+    XLSTMLarge<float> mf(c);
+    auto pd = md.params(), pf = mf.params();
+    for (size_t i = 0; i < pd.size(); ++i)
+      for (int64_t j = 0; j < pd[i].value->numel(); ++j)
+        pf[i].value->data<float>()[j] = (float)pd[i].value->data<double>()[j];
+    const int64_t B = 3, S = 7, V = c.vocab_size;
+    Rng rng(9);
+    std::vector<int64_t> idv((size_t)(B * S));
+    for (auto& v : idv) v = (int64_t)(rng.uniform() * (double)V) % V;
+    Tensor ids = ids_tensor(idv, B);
+    XLSTMLargeState full;
+    Tensor ref = md.forward(ids, Mode::Eval, nullptr, &full);
+    std::vector<std::vector<float>> by_threads;
+    for (int threads : {1, 2}) {
+      omp_set_num_threads(threads);
+      XLSTMLargeState st;
+      std::vector<float> all;
+      for (int64_t t = 0; t < S; ++t) {
+        std::vector<int64_t> col;
+        for (int64_t b = 0; b < B; ++b) col.push_back(idv[(size_t)(b * S + t)]);
+        Tensor l = mf.forward(ids_tensor(col, B), Mode::Eval, t ? &st : nullptr, &st);
+        ASSERT_EQ(l.shape(), Shape({B, 1, V}));
+        for (int64_t b = 0; b < B; ++b)
+          test::expect_close(str("step ", t, " row ", b), l.data<float>() + b * V,
+                             ref.data<double>() + (b * S + t) * V, V, 2e-4, 1e-4);
+        all.insert(all.end(), l.data<float>(), l.data<float>() + B * V);
+      }
+      for (size_t l = 0; l < full.blocks.size(); ++l) {
+        test::expect_close("C", st.blocks[l].c.data<float>(), full.blocks[l].c.data<double>(),
+                           full.blocks[l].c.numel(), 1e-4, 1e-4);
+        test::expect_close("n", st.blocks[l].n.data<float>(), full.blocks[l].n.data<double>(),
+                           full.blocks[l].n.numel(), 1e-4, 1e-4);
+        test::expect_close("m", st.blocks[l].m.data<float>(), full.blocks[l].m.data<double>(),
+                           full.blocks[l].m.numel(), 1e-5, 1e-5);
+      }
+      by_threads.push_back(all);
+      // A state the caller still holds (a copy shares the tensors) keeps its values; the
+      // stepped state is new. Logits the caller still holds are not overwritten either.
+      XLSTMLargeState held = st;
+      Tensor c0 = st.blocks[0].c.clone();
+      Tensor tok = ids_tensor({1, 2, 3}, B);
+      Tensor l1 = mf.forward(tok, Mode::Eval, &st, &st);
+      Tensor l1c = l1.clone();
+      Tensor l2 = mf.forward(tok, Mode::Eval, &st, &st);
+      Tensor l3 = mf.forward(tok, Mode::Eval, &st, &st);
+      EXPECT_EQ(std::memcmp(held.blocks[0].c.data<float>(), c0.data<float>(), c0.nbytes()), 0);
+      EXPECT_NE(std::memcmp(st.blocks[0].c.data<float>(), c0.data<float>(), c0.nbytes()), 0);
+      EXPECT_EQ(std::memcmp(l1.data<float>(), l1c.data<float>(), l1.nbytes()), 0);
+      EXPECT_NE(l2.data<float>(), l3.data<float>());
+      // the same step without a state out, and from the held state into a new one
+      Tensor l4 = mf.forward(tok, Mode::Eval, &held, nullptr);
+      XLSTMLargeState next;
+      Tensor l5 = mf.forward(tok, Mode::Eval, &held, &next);
+      EXPECT_EQ(std::memcmp(l4.data<float>(), l1c.data<float>(), l1.nbytes()), 0);
+      EXPECT_EQ(std::memcmp(l5.data<float>(), l1c.data<float>(), l1.nbytes()), 0);
+    }
+    omp_set_num_threads(1);
+    ASSERT_EQ(by_threads[0].size(), by_threads[1].size());
+    EXPECT_EQ(std::memcmp(by_threads[0].data(), by_threads[1].data(),
+                          sizeof(float) * by_threads[0].size()), 0)
+        << "decode logits differ between 1 and 2 threads";
+    // Logits::Last is the last position of Logits::All; Logits::None leaves the same state.
+    XLSTMLargeState sa, sl, sn;
+    Tensor la = mf.forward(ids, Mode::Eval, nullptr, &sa);
+    Tensor ll = mf.forward(ids, Mode::Eval, nullptr, &sl, XLSTMLarge<float>::Logits::Last);
+    Tensor ln = mf.forward(ids, Mode::Eval, nullptr, &sn, XLSTMLarge<float>::Logits::None);
+    ASSERT_EQ(ll.shape(), Shape({B, 1, V}));
+    EXPECT_FALSE(ln.defined());
+    for (int64_t b = 0; b < B; ++b)
+      test::expect_close(str("last row ", b), ll.data<float>() + b * V,
+                         la.data<float>() + (b * S + S - 1) * V, V, 1e-5, 1e-5);
+    for (size_t l = 0; l < sa.blocks.size(); ++l) {
+      EXPECT_EQ(std::memcmp(sl.blocks[l].c.data<float>(), sa.blocks[l].c.data<float>(),
+                            sa.blocks[l].c.nbytes()), 0);
+      EXPECT_EQ(std::memcmp(sn.blocks[l].c.data<float>(), sa.blocks[l].c.data<float>(),
+                            sa.blocks[l].c.nbytes()), 0);
+    }
   }
 }
 
