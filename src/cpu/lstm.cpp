@@ -7,10 +7,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
-#include <oneapi/dnnl/dnnl.hpp>
-#include <unordered_map>
 
 #include "cpu/gemm.h"
+#include "cpu/packed_gemm.h"
 #include "xlstm/error.h"
 
 namespace xlstm {
@@ -31,106 +30,16 @@ void* lstm_alloc(size_t bytes) {
 }
 void lstm_free(void* p) { std::free(p); }
 
-// The float kernel's GEMMs against weights (W_ih, W_hh) as oneDNN matmul primitives whose
-// weights are reordered into oneDNN's packed layout once per call: dnnl_sgemm re-packs them at
-// every call (~100 vs ~190 GFLOP/s at M = B, CPU-NOTES.md), and its per-row results depend on
-// M, whereas these give each row the same bits whatever M is (one call over T == two over T/2).
-// Primitives are rebuilt only when the shapes change.
+// The float kernel's GEMMs against W_ih / W_hh as packed oneDNN matmuls (cpu/packed_gemm.h):
+// packed once per call, so each row's result does not depend on M (one call over T == two
+// over T/2). Primitives are rebuilt only when the shapes change.
 struct LstmPackedGemms {
-  using md = dnnl::memory::desc;
-  using dt = dnnl::memory::data_type;
-  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
-  dnnl::stream strm{eng};
-
-  // C (M, N) row stride ldc  (= or +=)  A (M, K) row stride lda  ·  op(W), where W is stored
-  // row-major as (K, N) (Trans::N) or as (N, K) (Trans::T).
-  struct Gemm {
-    int64_t M = -1, K = -1, N = -1, lda = -1, ldc = -1;
-    Trans tw = Trans::N;
-    GradWrite mode = GradWrite::Overwrite;
-    dnnl::matmul prim;
-    dnnl::reorder pack;
-    dnnl::memory src, dst, w_user, w_packed;
-    LstmBuffer<float> w_buf;  // w_packed's storage: huge pages, touched once (not per shape)
-    std::unordered_map<int, dnnl::memory> args;
-  };
-  Gemm proj;  // gates (T*B, 4H)  =  x (T*B, I) · W_ih^T
-  Gemm fwd;   // gh (B, 4H)       =  h (B, H) · W_hh^T
-  Gemm bwd;   // dh (B, H)        =  dgates_t (B, 4H) · W_hh
-  Gemm dx;    // dx (T*B, I) (= or +=)  dgates (T*B, 4H) · W_ih
-
-  void prepare(Gemm& g, int64_t M, int64_t K, int64_t N, int64_t lda, int64_t ldc, Trans tw,
-               GradWrite mode, const float* W) {
-    if (g.M != M || g.K != K || g.N != N || g.lda != lda || g.ldc != ldc || g.tw != tw ||
-        g.mode != mode) {
-      md src_md({M, K}, dt::f32, {lda, 1});
-      md w_md({K, N}, dt::f32, dnnl::memory::format_tag::any);
-      md dst_md({M, N}, dt::f32, {ldc, 1});
-      dnnl::primitive_attr attr;
-      if (mode == GradWrite::Accumulate) {
-        dnnl::post_ops po;
-        po.append_sum(1.f);
-        attr.set_post_ops(po);
-      }
-      dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_md, w_md, dst_md), attr, eng);
-      g.prim = dnnl::matmul(pd);
-      const int64_t wn = (int64_t)(pd.weights_desc().get_size() + sizeof(float) - 1) / 4;
-      g.w_packed = dnnl::memory(pd.weights_desc(), eng, g.w_buf.ensure(wn));
-      const md user_md = tw == Trans::N ? md({K, N}, dt::f32, {N, 1}) : md({K, N}, dt::f32, {1, K});
-      g.w_user = dnnl::memory(user_md, eng, DNNL_MEMORY_NONE);
-      g.pack = dnnl::reorder(g.w_user, g.w_packed);
-      g.src = dnnl::memory(src_md, eng, DNNL_MEMORY_NONE);
-      g.dst = dnnl::memory(dst_md, eng, DNNL_MEMORY_NONE);
-      g.args = {{DNNL_ARG_SRC, g.src}, {DNNL_ARG_WEIGHTS, g.w_packed}, {DNNL_ARG_DST, g.dst}};
-      g.M = M, g.K = K, g.N = N, g.lda = lda, g.ldc = ldc, g.tw = tw, g.mode = mode;
-    }
-    g.w_user.set_data_handle(const_cast<float*>(W));
-    g.pack.execute(strm, g.w_user, g.w_packed);
-    strm.wait();
-  }
-  void run(Gemm& g, const float* A, float* C) {
-    g.src.set_data_handle(const_cast<float*>(A));
-    g.dst.set_data_handle(C);
-    g.prim.execute(strm, g.args);
-    strm.wait();
-  }
-
-  // Weight gradients: C (M, N) row stride N  +=  A^T · Bm, with A stored (K, M) row stride lda
-  // and Bm (K, N) row stride ldb; nothing constant to pack. brgemm reads the transposed A
-  // directly: ~15% faster than dnnl_sgemm('T', 'N') at K = T*B here.
-  struct GradGemm {
-    int64_t M = -1, K = -1, N = -1, lda = -1, ldb = -1;
-    dnnl::matmul prim;
-    dnnl::memory src, w, dst;
-    std::unordered_map<int, dnnl::memory> args;
-  };
-  GradGemm dw_ih;  // dW_ih (4H, I) += dgates^T · x
-  GradGemm dw_hh;  // dW_hh (4H, H) += dgates_shifted^T · h_prev
-
-  void run_grad(GradGemm& g, int64_t M, int64_t K, int64_t N, const float* A, int64_t lda,
-                const float* Bm, int64_t ldb, float* C) {
-    if (g.M != M || g.K != K || g.N != N || g.lda != lda || g.ldb != ldb) {
-      md src_md({M, K}, dt::f32, {1, lda});
-      md w_md({K, N}, dt::f32, {ldb, 1});
-      md dst_md({M, N}, dt::f32, {N, 1});
-      dnnl::primitive_attr attr;
-      dnnl::post_ops po;
-      po.append_sum(1.f);
-      attr.set_post_ops(po);
-      dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_md, w_md, dst_md), attr, eng);
-      g.prim = dnnl::matmul(pd);
-      g.src = dnnl::memory(src_md, eng, DNNL_MEMORY_NONE);
-      g.w = dnnl::memory(w_md, eng, DNNL_MEMORY_NONE);
-      g.dst = dnnl::memory(dst_md, eng, DNNL_MEMORY_NONE);
-      g.args = {{DNNL_ARG_SRC, g.src}, {DNNL_ARG_WEIGHTS, g.w}, {DNNL_ARG_DST, g.dst}};
-      g.M = M, g.K = K, g.N = N, g.lda = lda, g.ldb = ldb;
-    }
-    g.src.set_data_handle(const_cast<float*>(A));
-    g.w.set_data_handle(const_cast<float*>(Bm));
-    g.dst.set_data_handle(C);
-    g.prim.execute(strm, g.args);
-    strm.wait();
-  }
+  PackedMatmul proj;  // gates (T*B, 4H)  =  x (T*B, I) · W_ih^T
+  PackedMatmul fwd;   // gh (B, 4H)       =  h (B, H) · W_hh^T
+  PackedMatmul bwd;   // dh (B, H)        =  dgates_t (B, 4H) · W_hh
+  PackedMatmul dx;    // dx (T*B, I) (= or +=)  dgates (T*B, 4H) · W_ih
+  GradMatmul dw_ih;   // dW_ih (4H, I) += dgates^T · x
+  GradMatmul dw_hh;   // dW_hh (4H, H) += dgates_shifted^T · h_prev
 };
 
 }  // namespace detail
@@ -332,34 +241,34 @@ struct WeightGemms<float> {
     if (!p)
       return gemm<float>(Trans::N, Trans::T, TT * B, 4 * H, I, 1.f, x, ldx, W_ih, I, 0.f, gates,
                          4 * H);
-    p->prepare(p->proj, TT * B, I, 4 * H, ldx, 4 * H, Trans::T, GradWrite::Overwrite, W_ih);
-    p->run(p->proj, x, gates);
+    p->proj.pack(TT * B, I, 4 * H, ldx, 4 * H, Trans::T, false, W_ih);
+    p->proj.run(x, gates);
   }
   void prepare_fwd(int64_t ldh, const float* W_hh) {
-    if (p) p->prepare(p->fwd, B, H, 4 * H, ldh, 4 * H, Trans::T, GradWrite::Overwrite, W_hh);
+    if (p) p->fwd.pack(B, H, 4 * H, ldh, 4 * H, Trans::T, false, W_hh);
   }
   void fwd(const float* h, int64_t ldh, const float* W_hh, float* gh) {
-    if (p) return p->run(p->fwd, h, gh);
+    if (p) return p->fwd.run(h, gh);
     gemm<float>(Trans::N, Trans::T, B, 4 * H, H, 1.f, h, ldh, W_hh, H, 0.f, gh, 4 * H);
   }
   void prepare_bwd(const float* W_hh) {
-    if (p) p->prepare(p->bwd, B, 4 * H, H, 4 * H, H, Trans::N, GradWrite::Overwrite, W_hh);
+    if (p) p->bwd.pack(B, 4 * H, H, 4 * H, H, Trans::N, false, W_hh);
   }
   void bwd(const float* dg, const float* W_hh, float* dh) {
-    if (p) return p->run(p->bwd, dg, dh);
+    if (p) return p->bwd.run(dg, dh);
     gemm<float>(Trans::N, Trans::N, B, H, 4 * H, 1.f, dg, 4 * H, W_hh, H, 0.f, dh, H);
   }
   void dx(const float* dg, const float* W_ih, float* dx, int64_t lddx, GradWrite mode) {
     if (!p)
       return gemm<float>(Trans::N, Trans::N, TT * B, I, 4 * H, 1.f, dg, 4 * H, W_ih, I,
                          mode == GradWrite::Accumulate ? 1.f : 0.f, dx, lddx);
-    p->prepare(p->dx, TT * B, 4 * H, I, 4 * H, lddx, Trans::N, mode, W_ih);
-    p->run(p->dx, dg, dx);
+    p->dx.pack(TT * B, 4 * H, I, 4 * H, lddx, Trans::N, mode == GradWrite::Accumulate, W_ih);
+    p->dx.run(dg, dx);
   }
   void dw(WGrad which, int64_t K, const float* dg, const float* v, int64_t ldv, int64_t N,
           float* dW) {
     if (!p) return gemm<float>(Trans::T, Trans::N, 4 * H, N, K, 1.f, dg, 4 * H, v, ldv, 1.f, dW, N);
-    p->run_grad(which == WGrad::Ih ? p->dw_ih : p->dw_hh, 4 * H, K, N, dg, 4 * H, v, ldv, dW);
+    (which == WGrad::Ih ? p->dw_ih : p->dw_hh).run(4 * H, K, N, dg, 4 * H, v, ldv, dW);
   }
 };
 

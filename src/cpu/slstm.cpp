@@ -5,8 +5,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
+
+#include <omp.h>
 
 #include "cpu/gemm.h"
+#include "cpu/packed_gemm.h"
 #include "xlstm/error.h"
 
 namespace xlstm {
@@ -44,11 +48,13 @@ inline void compute_gates(int64_t n, const T* ir, const T* fr, const T* zr, cons
     const T mn = first ? i : (i < lm ? lm : i);
     const T si2 = first ? T(2) : (i > lm ? T(2) : (i < lm ? T(0) : T(1)));
     // One of exp(i - mn), exp(lm - mn) has argument exactly 0 (mn is one of them), so one exp.
+    // The other is 1 + (its argument): exactly 1 for finite values, NaN where the argument is
+    // inf - inf (as exp gives officially). min(., 1) lets NaN through, as torch.minimum does.
     const bool mi = mn == i;
     const T ex = M::exp(mi ? lm - mn : i - mn);
-    const T ei = mi ? T(1) : ex, ef = mi ? ex : T(1);
-    ig[d] = ei < T(1) ? ei : T(1);
-    fg[d] = ef < T(1) ? ef : T(1);
+    const T ei = mi ? T(1) + (i - mn) : ex, ef = mi ? ex : T(1) + (lm - mn);
+    ig[d] = ei > T(1) ? T(1) : ei;
+    fg[d] = ef > T(1) ? T(1) : ef;
     code[d] = tie_code(si2, ei < T(1) ? T(2) : (ei == T(1) ? T(1) : T(0)),
                        ef < T(1) ? T(2) : (ef == T(1) ? T(1) : T(0)));
     mnew[d] = mn;
@@ -85,6 +91,190 @@ struct StateView {
   T* m(int64_t t) const { return base + 3 * slot + t * BH; }
 };
 
+// Views into states_all (4, T+1, B, H) are above; the per-head products follow.
+//
+// Loop order. Heads are independent except for the vanilla backend's "first step" rule (m = i
+// where the whole n state is zero), so the float kernel runs head-major: each thread takes
+// whole heads through all T steps with no synchronisation, and each head's R_h (4DH x DH) is
+// packed once per call (PackedMatmul) and stays in the core's L2 for the whole loop. A zero n
+// state can only recur after step 0 from a state that holds negative n (n_t >= min(n_{t-1}, 1)
+// otherwise), so the head-major loop assumes "not first" after step 0, watches each head's
+// n_t, and if one is entirely zero, recomputes everything step-major with the exact global rule.
+// Step-major (all heads per step, units in parallel) is also the path when there are fewer
+// heads than threads, and for double (whose gemm is OpenBLAS, not safe to call per thread).
+
+// Per-head matmuls of one call: fwd[h] raw_h (B, 4DH; ld G) = y_h (B, DH; ld H) R_h^T, and
+// bwd[h] dy_h (B, DH; ld H) = draw_h (B, 4DH; ld G) R_h. T = double: plain gemm.
+template <class T>
+struct HeadGemms {
+  const SlstmShape& s;
+  const T* R;
+  HeadGemms(const SlstmShape& sh, const T* r, SlstmCache<T>&) : s(sh), R(r) {}
+  void pack_fwd(int64_t) {}
+  void pack_bwd(int64_t) {}
+  void fwd(int64_t h, const T* yprev, T* raw) {
+    const int64_t DH = s.DH, H = s.H();
+    gemm<T>(Trans::N, Trans::T, s.B, 4 * DH, DH, T(1), yprev + h * DH, H, R + h * 4 * DH * DH, DH,
+            T(0), raw + h * 4 * DH, 4 * H);
+  }
+  void bwd(int64_t h, const T* draw, T* dyr) {
+    const int64_t DH = s.DH, H = s.H();
+    gemm<T>(Trans::N, Trans::N, s.B, DH, 4 * DH, T(1), draw + h * 4 * DH, 4 * H,
+            R + h * 4 * DH * DH, DH, T(0), dyr + h * DH, H);
+  }
+};
+
+}  // namespace
+
+namespace detail {
+struct SlstmPacked {
+  std::vector<PackedMatmul> fwd, bwd;  // one per head
+};
+}  // namespace detail
+
+namespace {
+
+template <>
+struct HeadGemms<float> {
+  const SlstmShape& s;
+  const float* R;
+  detail::SlstmPacked& p;
+  HeadGemms(const SlstmShape& sh, const float* r, SlstmCache<float>& cache)
+      : s(sh), R(r), p(init(cache, sh.NH)) {}
+  static detail::SlstmPacked& init(SlstmCache<float>& cache, int64_t NH) {
+    if (!cache.packed) cache.packed = std::make_shared<detail::SlstmPacked>();
+    cache.packed->fwd.resize((size_t)NH);
+    cache.packed->bwd.resize((size_t)NH);
+    return *cache.packed;
+  }
+  void pack_fwd(int64_t h) {
+    const int64_t DH = s.DH;
+    p.fwd[(size_t)h].pack(s.B, DH, 4 * DH, s.H(), 4 * s.H(), Trans::T, false,
+                          R + h * 4 * DH * DH);
+  }
+  void pack_bwd(int64_t h) {
+    const int64_t DH = s.DH;
+    p.bwd[(size_t)h].pack(s.B, 4 * DH, DH, 4 * s.H(), s.H(), Trans::N, false,
+                          R + h * 4 * DH * DH);
+  }
+  void fwd(int64_t h, const float* yprev, float* raw) {
+    p.fwd[(size_t)h].run(yprev + h * s.DH, raw + h * 4 * s.DH);
+  }
+  void bwd(int64_t h, const float* draw, float* dyr) {
+    p.bwd[(size_t)h].run(draw + h * 4 * s.DH, dyr + h * s.DH);
+  }
+};
+
+// Head-major when every thread gets a head and T is float (see above).
+template <class T>
+bool head_major(int64_t NH) {
+  return std::is_same_v<T, float> && NH >= omp_get_max_threads();
+}
+
+template <class T>
+bool head_n_zero(const T* n, int64_t B, int64_t H, int64_t h, int64_t DH) {
+  for (int64_t b = 0; b < B; ++b)
+    if (!all_zero(n + b * H + h * DH, DH)) return false;
+  return true;
+}
+
+// The pointwise part of step t for batch row b, head h: raw (its (b, h) row holds R y)
+// += x + bias, gates, new state, y. Reads state t, writes state t+1, gates/sgf/code of t.
+template <class T>
+inline void forward_unit_row(const SlstmShape& s, const SlstmLayout& L, const T* x,
+                             const T* bias, T* y, SlstmCache<T>& cache, const StateView<T>& st,
+                             int64_t t, int64_t b, int64_t h, bool first) {
+  const int64_t Tn = s.T, NH = s.NH, DH = s.DH, H = s.H(), G = 4 * H, r = b * NH + h,
+                o = b * H + h * DH;
+  T* rr = cache.raw.data() + r * 4 * DH;
+  const T* xr = x + b * L.x_b + t * L.x_t + h * DH;
+  T* yr = y + b * L.y_b + t * L.y_t + h * L.y_h;
+  if (t + 1 < Tn) {
+    for (int64_t g = 0; g < 4; ++g) prefetch_row(xr + L.x_t + g * L.x_g, DH, false);
+    prefetch_row(yr + L.y_t, DH, true);
+  }
+  for (int64_t g = 0; g < 4; ++g) {  // raw = (Wx + Ry) + b, the official order
+    T* dst = rr + g * DH;
+    const T* xs = xr + g * L.x_g;
+    const T* bs = bias + g * H + h * DH;
+#pragma omp simd
+    for (int64_t d = 0; d < DH; ++d) dst[d] = (xs[d] + dst[d]) + bs[d];
+  }
+  T* gr = cache.gates.data() + t * s.B * G + r * 4 * DH;
+  T *ig = gr, *fg = gr + DH, *zt = gr + 2 * DH, *og = gr + 3 * DH;
+  const T *cp = st.c(t), *np = st.n(t), *mp = st.m(t);
+  T *yo = st.y(t + 1), *co = st.c(t + 1), *no = st.n(t + 1), *mo = st.m(t + 1);
+  compute_gates(DH, rr, rr + DH, rr + 2 * DH, rr + 3 * DH, mp + o, first, ig, fg, zt, og,
+                cache.sgf.data() + t * s.B * H + o, cache.code.data() + t * s.B * H + o, mo + o);
+#pragma omp simd
+  for (int64_t d = 0; d < DH; ++d) {
+    const T c = fg[d] * cp[o + d] + ig[d] * zt[d];
+    const T nn = fg[d] * np[o + d] + ig[d];
+    const T yv = (og[d] * c) / nn;
+    co[o + d] = c;
+    no[o + d] = nn;
+    yo[o + d] = yv;
+    yr[d] = yv;
+  }
+}
+
+// The backward pointwise of step t for batch row b, head h (carry: dy_rec, dc, dn, dm of step
+// t+1 in, of step t out; draw and dx rows of step t written).
+template <class T>
+inline void backward_unit_row(const SlstmShape& s, const SlstmLayout& L, const T* dy, T* dx,
+                              SlstmCache<T>& cache, const StateView<T>& st, int64_t t,
+                              int64_t b, int64_t h) {
+  const int64_t B = s.B, NH = s.NH, DH = s.DH, H = s.H(), BH = B * H, G = 4 * H,
+                r = b * NH + h, o = b * H + h * DH;
+  const T* gr = cache.gates.data() + t * B * G + r * 4 * DH;
+  const T *ig = gr, *fg = gr + DH, *zt = gr + 2 * DH, *og = gr + 3 * DH;
+  const T* sgf = cache.sgf.data() + t * BH;
+  const uint8_t* code = cache.code.data() + t * BH;
+  T* dr = cache.draw.data() + t * B * G + r * 4 * DH;
+  T* dyr = cache.carry.data();
+  T* dc = dyr + BH;
+  T* dn = dc + BH;
+  T* dm = dn + BH;
+  const T *cp = st.c(t), *np = st.n(t);
+  const T *yv = st.y(t + 1), *cv = st.c(t + 1), *nv = st.n(t + 1);
+  const T* dyo = dy ? dy + b * L.y_b + t * L.y_t + h * L.y_h : nullptr;
+  T* dxr = dx + b * L.x_b + t * L.x_t + h * DH;
+  T *dxi = dxr, *dxf = dxr + L.x_g, *dxz = dxr + 2 * L.x_g, *dxo = dxr + 3 * L.x_g;
+  if (t > 0) {
+    for (int64_t g = 0; g < 4; ++g) prefetch_row(dxr - L.x_t + g * L.x_g, DH, true);
+    if (dyo) prefetch_row(dyo - L.y_t, DH, false);
+  }
+#pragma omp simd
+  for (int64_t d = 0; d < DH; ++d) {
+    const int64_t k = o + d;
+    const int cd = code[k];
+    const T si = T(0.5) * T(cd & 3), wi = T(0.5) * T((cd >> 2) & 3),
+            wf = T(0.5) * T((cd >> 4) & 3);
+    const T ai = wi == T(1) ? ig[d] : wi;  // d min(exp(a), 1) / da
+    const T af = wf == T(1) ? fg[d] : wf;
+    const T dyt = (dyo ? dyo[d] : T(0)) + dyr[k];
+    const T dq = dyt / nv[k];  // y = (o c) / n
+    const T dog = dq * cv[k];
+    const T dct = dc[k] + dq * og[d];
+    const T dnt = dn[k] - dq * yv[k];
+    const T dfg = dct * cp[k] + dnt * np[k];
+    const T dig = dct * zt[d] + dnt;
+    const T gi = dig * ai, gf = dfg * af;
+    const T dmn = dm[k] - gi - gf;
+    const T dL = gf + (T(1) - si) * dmn;  // L = m(t-1) + logsigmoid(f_raw)
+    const T di = gi + si * dmn, df = dL * sgf[k];
+    const T dz = dct * ig[d] * (T(1) - zt[d] * zt[d]);
+    const T dO = dog * og[d] * (T(1) - og[d]);
+    dr[d] = dxi[d] = di;
+    dr[DH + d] = dxf[d] = df;
+    dr[2 * DH + d] = dxz[d] = dz;
+    dr[3 * DH + d] = dxo[d] = dO;
+    dc[k] = dct * fg[d];
+    dn[k] = dnt * fg[d];
+    dm[k] = dL;
+  }
+}
+
 }  // namespace
 
 template <class T>
@@ -104,49 +294,35 @@ void slstm_forward(const SlstmShape& s, const SlstmLayout& L, const T* x, const 
     else std::fill(dst, dst + BH, T(0));
   }
   T* raw = cache.raw.data();  // (B, NH, 4, DH) pre-activations of the current step
+  HeadGemms<T> mm(s, R, cache);
 
-  for (int64_t t = 0; t < Tn; ++t) {
-    const T* yp = st.y(t);
-    for (int64_t h = 0; h < NH; ++h)  // Ry per head: (B, 4DH) = y_h (B, DH) . R_h^T
-      gemm<T>(Trans::N, Trans::T, B, 4 * DH, DH, T(1), yp + h * DH, H, R + h * 4 * DH * DH, DH,
-              T(0), raw + h * 4 * DH, G);
-    const bool first = all_zero(st.n(t), BH);
-    const T *cp = st.c(t), *np = st.n(t), *mp = st.m(t);
-    T *yo = st.y(t + 1), *co = st.c(t + 1), *no = st.n(t + 1), *mo = st.m(t + 1);
-    T* gates = cache.gates.data() + t * B * G;
-    T* sgf = cache.sgf.data() + t * BH;
-    uint8_t* code = cache.code.data() + t * BH;
+  bool step_major = !head_major<T>(NH);
+  if (!step_major) {
+    const bool first0 = all_zero(st.n(0), BH);
+    std::vector<char> zero_seen((size_t)NH, 0);
+#pragma omp parallel for schedule(static, 1) if (NH > 1)
+    for (int64_t h = 0; h < NH; ++h) {
+      mm.pack_fwd(h);
+      for (int64_t t = 0; t < Tn; ++t) {
+        if (t > 0 && head_n_zero(st.n(t), B, H, h, DH)) {
+          zero_seen[(size_t)h] = 1;  // the global rule decides: recomputed step-major below
+          break;
+        }
+        mm.fwd(h, st.y(t), raw);
+        for (int64_t b = 0; b < B; ++b)
+          forward_unit_row(s, L, x, bias, y, cache, st, t, b, h, t == 0 && first0);
+      }
+    }
+    step_major = std::find(zero_seen.begin(), zero_seen.end(), 1) != zero_seen.end();
+  }
+  if (step_major) {
+    for (int64_t h = 0; h < NH; ++h) mm.pack_fwd(h);
+    for (int64_t t = 0; t < Tn; ++t) {
+      for (int64_t h = 0; h < NH; ++h) mm.fwd(h, st.y(t), raw);
+      const bool first = all_zero(st.n(t), BH);
 #pragma omp parallel for schedule(static) if (BH >= 4096)
-    for (int64_t r = 0; r < B * NH; ++r) {
-      const int64_t b = r / NH, h = r % NH, o = b * H + h * DH;
-      T* rr = raw + r * 4 * DH;
-      const T* xr = x + b * L.x_b + t * L.x_t + h * DH;
-      T* yr = y + b * L.y_b + t * L.y_t + h * L.y_h;
-      if (t + 1 < Tn) {
-        for (int64_t g = 0; g < 4; ++g) prefetch_row(xr + L.x_t + g * L.x_g, DH, false);
-        prefetch_row(yr + L.y_t, DH, true);
-      }
-      for (int64_t g = 0; g < 4; ++g) {  // raw = (Wx + Ry) + b, the official order
-        T* dst = rr + g * DH;
-        const T* xs = xr + g * L.x_g;
-        const T* bs = bias + g * H + h * DH;
-#pragma omp simd
-        for (int64_t d = 0; d < DH; ++d) dst[d] = (xs[d] + dst[d]) + bs[d];
-      }
-      T* gr = gates + r * 4 * DH;
-      T *ig = gr, *fg = gr + DH, *zt = gr + 2 * DH, *og = gr + 3 * DH;
-      compute_gates(DH, rr, rr + DH, rr + 2 * DH, rr + 3 * DH, mp + o, first, ig, fg, zt, og,
-                    sgf + o, code + o, mo + o);
-#pragma omp simd
-      for (int64_t d = 0; d < DH; ++d) {
-        const T c = fg[d] * cp[o + d] + ig[d] * zt[d];
-        const T nn = fg[d] * np[o + d] + ig[d];
-        const T yv = (og[d] * c) / nn;
-        co[o + d] = c;
-        no[o + d] = nn;
-        yo[o + d] = yv;
-        yr[d] = yv;
-      }
+      for (int64_t r = 0; r < B * NH; ++r)
+        forward_unit_row(s, L, x, bias, y, cache, st, t, r / NH, r % NH, first);
     }
   }
   if (state_out)
@@ -165,67 +341,29 @@ void slstm_backward(const SlstmShape& s, const SlstmLayout& L, const T* R, const
   cache.draw.resize((size_t)(Tn * B * G));
   cache.carry.resize((size_t)(4 * BH));
   StateView<T> st{cache.states.data(), (Tn + 1) * BH, BH};
-  T* dyr = cache.carry.data();  // d y(t) from step t+1's recurrence
-  T* dc = dyr + BH;             // d c(t), d n(t), d m(t) from step t+1
-  T* dn = dc + BH;
-  T* dm = dn + BH;
+  T* dyr = cache.carry.data();  // d y(t) from step t+1's recurrence, then d c, d n, d m
   if (dstate_out) std::memcpy(dyr, dstate_out, sizeof(T) * 4 * BH);
   else std::fill(dyr, dyr + 4 * BH, T(0));
+  HeadGemms<T> mm(s, R, cache);
 
-  for (int64_t t = Tn - 1; t >= 0; --t) {
-    const T* gates = cache.gates.data() + t * B * G;
-    const T* sgf = cache.sgf.data() + t * BH;
-    const uint8_t* code = cache.code.data() + t * BH;
-    T* draw = cache.draw.data() + t * B * G;
-    const T *cp = st.c(t), *np = st.n(t);
-    const T *yv = st.y(t + 1), *cv = st.c(t + 1), *nv = st.n(t + 1);
-#pragma omp parallel for schedule(static) if (BH >= 4096)
-    for (int64_t r = 0; r < B * NH; ++r) {
-      const int64_t b = r / NH, h = r % NH, o = b * H + h * DH;
-      const T* gr = gates + r * 4 * DH;
-      const T *ig = gr, *fg = gr + DH, *zt = gr + 2 * DH, *og = gr + 3 * DH;
-      T* dr = draw + r * 4 * DH;
-      const T* dyo = dy ? dy + b * L.y_b + t * L.y_t + h * L.y_h : nullptr;
-      T* dxr = dx + b * L.x_b + t * L.x_t + h * DH;
-      T *dxi = dxr, *dxf = dxr + L.x_g, *dxz = dxr + 2 * L.x_g, *dxo = dxr + 3 * L.x_g;
-      if (t > 0) {
-        for (int64_t g = 0; g < 4; ++g) prefetch_row(dxr - L.x_t + g * L.x_g, DH, true);
-        if (dyo) prefetch_row(dyo - L.y_t, DH, false);
-      }
-#pragma omp simd
-      for (int64_t d = 0; d < DH; ++d) {
-        const int64_t k = o + d;
-        const int cd = code[k];
-        const T si = T(0.5) * T(cd & 3), wi = T(0.5) * T((cd >> 2) & 3),
-                wf = T(0.5) * T((cd >> 4) & 3);
-        const T ai = wi == T(1) ? ig[d] : wi;  // d min(exp(a), 1) / da
-        const T af = wf == T(1) ? fg[d] : wf;
-        const T dyt = (dyo ? dyo[d] : T(0)) + dyr[k];
-        const T dq = dyt / nv[k];  // y = (o c) / n
-        const T dog = dq * cv[k];
-        const T dct = dc[k] + dq * og[d];
-        const T dnt = dn[k] - dq * yv[k];
-        const T dfg = dct * cp[k] + dnt * np[k];
-        const T dig = dct * zt[d] + dnt;
-        const T gi = dig * ai, gf = dfg * af;
-        const T dmn = dm[k] - gi - gf;
-        const T dL = gf + (T(1) - si) * dmn;  // L = m(t-1) + logsigmoid(f_raw)
-        const T di = gi + si * dmn, df = dL * sgf[k];
-        const T dz = dct * ig[d] * (T(1) - zt[d] * zt[d]);
-        const T dO = dog * og[d] * (T(1) - og[d]);
-        dr[d] = dxi[d] = di;
-        dr[DH + d] = dxf[d] = df;
-        dr[2 * DH + d] = dxz[d] = dz;
-        dr[3 * DH + d] = dxo[d] = dO;
-        dc[k] = dct * fg[d];
-        dn[k] = dnt * fg[d];
-        dm[k] = dL;
+  if (head_major<T>(NH)) {
+#pragma omp parallel for schedule(static, 1) if (NH > 1)
+    for (int64_t h = 0; h < NH; ++h) {
+      mm.pack_bwd(h);
+      for (int64_t t = Tn - 1; t >= 0; --t) {
+        for (int64_t b = 0; b < B; ++b) backward_unit_row(s, L, dy, dx, cache, st, t, b, h);
+        if (t > 0 || dstate0) mm.bwd(h, cache.draw.data() + t * B * G, dyr);
       }
     }
-    if (t > 0 || dstate0)  // d y(t-1) = sum_h draw_h (B, 4DH) . R_h (4DH, DH)
-      for (int64_t h = 0; h < NH; ++h)
-        gemm<T>(Trans::N, Trans::N, B, DH, 4 * DH, T(1), draw + h * 4 * DH, G, R + h * 4 * DH * DH,
-                DH, T(0), dyr + h * DH, H);
+  } else {
+    for (int64_t h = 0; h < NH; ++h) mm.pack_bwd(h);
+    for (int64_t t = Tn - 1; t >= 0; --t) {
+#pragma omp parallel for schedule(static) if (BH >= 4096)
+      for (int64_t r = 0; r < B * NH; ++r)
+        backward_unit_row(s, L, dy, dx, cache, st, t, r / NH, r % NH);
+      if (t > 0 || dstate0)  // d y(t-1) = sum_h draw_h (B, 4DH) . R_h (4DH, DH)
+        for (int64_t h = 0; h < NH; ++h) mm.bwd(h, cache.draw.data() + t * B * G, dyr);
+    }
   }
   if (dstate0) std::memcpy(dstate0, dyr, sizeof(T) * 4 * BH);
 

@@ -27,6 +27,7 @@
 // thread count (threads split the (b, h) rows of a step).
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace xlstm {
@@ -52,6 +53,10 @@ struct SlstmLayout {
 // What the forward keeps for the backward, plus the backward's workspaces. Owned by the caller
 // and reused across calls: buffers only grow (no per-step and, at a fixed shape, no per-call
 // allocation).
+namespace detail {
+struct SlstmPacked;  // float: per-head packed R (cpu/packed_gemm.h), defined in slstm.cpp
+}
+
 template <class T>
 struct SlstmCache {
   SlstmShape shape;
@@ -63,6 +68,9 @@ struct SlstmCache {
   std::vector<T> draw;           // (T, B, NH, 4, DH) backward: d raw
   std::vector<T> carry;          // (4, B, H) backward: running dy_rec, dc, dn, dm
   bool valid = false;            // a forward has filled states/raw/first for `shape`
+  // float only: one oneDNN matmul per head and direction with R_h packed once per call;
+  // created by slstm_forward (shared so that a copied cache shares it).
+  std::shared_ptr<detail::SlstmPacked> packed;
 };
 
 // x: read, layout L. R: (NH,4DH,DH) read. bias: (4H) read. state0: (4,B,H) read, may be null

@@ -520,6 +520,66 @@ TEST(SlstmCell, ParallelDeterministic) {
   expect_bitwise("dR 1 thread", dR1, cell.dR_);
 }
 
+// The float kernel runs head-major (each thread whole heads through all steps) and applies the
+// vanilla "all n zero -> m = i" rule itself only at step 0. A zero n after step 0 needs a state
+// with negative n; then the kernel must recompute step-major with the global rule. Here n = -1,
+// c = 1, m = 1 and i = m + logsigmoid(f) exactly make n = 0 for every unit after step 0, so
+// y(0) = +inf, and a recurrent R with a negative i row gives i(1) = -inf: the rule sets
+// m = i = -inf and exp(i - m) = NaN (y(1) NaN, as PyTorch computes it), where "not first" would
+// give m = 1, i gate 0 and y(1) = +inf. Checked against the float64 spec, non-finite values by
+// class, on 1 and 2 threads, with as many heads as threads and fewer.
+TEST(SlstmCell, ZeroNAfterStepZeroTakesTheGlobalRule) {
+  const int nt = omp_get_max_threads();
+  for (int64_t NH : {1, 2}) {
+    const int64_t B = 2, T = 4, DH = 1, H = NH * DH;
+    SLSTMCell<float> cell(cell_cfg(NH, DH));
+    for (int64_t k = 0; k < cell.b_.numel(); ++k) cell.b_.data<float>()[k] = 0.f;
+    for (int64_t h = 0; h < NH; ++h) {  // R[h, g] for DH = 1: i, f, z, o
+      const float r[4] = {-1.f, 1.f, 1.f, 1.f};
+      for (int g = 0; g < 4; ++g) cell.R_.data<float>()[h * 4 + g] = r[g];
+    }
+    Tensor x({B, T, 4 * H}, DType::F32);  // step 0: i = 1, f = 100, z = 0.5, o = 0; then zeros
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t u = 0; u < H; ++u) {
+        float* xr = x.data<float>() + b * T * 4 * H;
+        xr[0 * H + u] = 1.f;
+        xr[1 * H + u] = 100.f;
+        xr[2 * H + u] = 0.5f;
+      }
+    Tensor s0({4, B, H}, DType::F32);  // y 0, c 1, n -1, m 1
+    for (int64_t k = 0; k < B * H; ++k) {
+      s0.data<float>()[B * H + k] = 1.f;
+      s0.data<float>()[2 * B * H + k] = -1.f;
+      s0.data<float>()[3 * B * H + k] = 1.f;
+    }
+    SLSTMCell<double> ref_cell(cell_cfg(NH, DH));
+    copy_params<double>(ref_cell, cell);
+    std::vector<double> y((size_t)(B * T * H)), st((size_t)(4 * B * H));
+    Tensor x64 = x.to(DType::F64), s064 = s0.to(DType::F64);
+    ref::slstm_cell_ref(B, T, NH, DH, x64.data<double>(), ref_cell.R_.data<double>(),
+                        ref_cell.b_.data<double>(), s064.data<double>(), y.data(), st.data());
+    ASSERT_TRUE(std::isinf(y[0]) && std::isnan(y[1]))
+        << "the construction no longer holds: y " << y[0] << " " << y[1] << " " << y[2];
+    for (int threads : {1, 2}) {
+      omp_set_num_threads(threads);
+      auto o = cell.forward(x, s0);
+      auto cmp = [&](const std::string& what, const Tensor& a, const std::vector<double>& b) {
+        auto av = a.to_f64();
+        ASSERT_EQ(av.size(), b.size());
+        for (size_t k = 0; k < b.size(); ++k) {
+          if (std::isfinite(b[k])) EXPECT_NEAR(av[k], b[k], 1e-5 + 1e-5 * std::fabs(b[k])) << what << k;
+          else if (std::isnan(b[k])) EXPECT_TRUE(std::isnan(av[k])) << what << k;
+          else EXPECT_EQ(av[k], b[k]) << what << k;
+        }
+      };
+      SCOPED_TRACE("NH " + std::to_string(NH) + ", " + std::to_string(threads) + " threads");
+      cmp("y ", o.output, y);
+      cmp("state ", o.state, st);
+    }
+  }
+  omp_set_num_threads(nt);
+}
+
 // ---- (7) checkpoint layouts (README §6.3) --------------------------------------------------------
 
 TEST(SlstmLayouts, ConvertCudaAndExt) {

@@ -1,0 +1,117 @@
+#include "cpu/packed_gemm.h"
+
+#include <oneapi/dnnl/dnnl.hpp>
+#include <unordered_map>
+
+#include "cpu/lstm.h"  // LstmBuffer: huge-page, pre-touched, grow-only storage
+
+namespace xlstm {
+
+namespace {
+using md = dnnl::memory::desc;
+using dt = dnnl::memory::data_type;
+
+const dnnl::engine& cpu_engine() {
+  static const dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+}  // namespace
+
+struct PackedMatmul::Impl {
+  dnnl::stream strm{cpu_engine()};
+  int64_t M = -1, K = -1, N = -1, lda = -1, ldc = -1;
+  Trans tw = Trans::N;
+  bool acc = false;
+  dnnl::matmul prim;
+  dnnl::reorder reorder;
+  dnnl::memory src, dst, w_user, w_packed;
+  LstmBuffer<float> w_buf;  // w_packed's storage, touched once (not per shape)
+  std::unordered_map<int, dnnl::memory> args;
+};
+
+PackedMatmul::PackedMatmul() : p_(std::make_unique<Impl>()) {}
+PackedMatmul::~PackedMatmul() = default;
+PackedMatmul::PackedMatmul(PackedMatmul&&) noexcept = default;
+PackedMatmul& PackedMatmul::operator=(PackedMatmul&&) noexcept = default;
+
+void PackedMatmul::pack(int64_t M, int64_t K, int64_t N, int64_t lda, int64_t ldc, Trans tw,
+                        bool accumulate, const float* W) {
+  Impl& g = *p_;
+  const dnnl::engine& eng = cpu_engine();
+  if (g.M != M || g.K != K || g.N != N || g.lda != lda || g.ldc != ldc || g.tw != tw ||
+      g.acc != accumulate) {
+    md src_md({M, K}, dt::f32, {lda, 1});
+    md w_md({K, N}, dt::f32, dnnl::memory::format_tag::any);
+    md dst_md({M, N}, dt::f32, {ldc, 1});
+    dnnl::primitive_attr attr;
+    if (accumulate) {
+      dnnl::post_ops po;
+      po.append_sum(1.f);
+      attr.set_post_ops(po);
+    }
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_md, w_md, dst_md), attr, eng);
+    g.prim = dnnl::matmul(pd);
+    const int64_t wn = (int64_t)(pd.weights_desc().get_size() + sizeof(float) - 1) / 4;
+    g.w_packed = dnnl::memory(pd.weights_desc(), eng, g.w_buf.ensure(wn));
+    const md user_md = tw == Trans::N ? md({K, N}, dt::f32, {N, 1}) : md({K, N}, dt::f32, {1, K});
+    g.w_user = dnnl::memory(user_md, eng, DNNL_MEMORY_NONE);
+    g.reorder = dnnl::reorder(g.w_user, g.w_packed);
+    g.src = dnnl::memory(src_md, eng, DNNL_MEMORY_NONE);
+    g.dst = dnnl::memory(dst_md, eng, DNNL_MEMORY_NONE);
+    g.args = {{DNNL_ARG_SRC, g.src}, {DNNL_ARG_WEIGHTS, g.w_packed}, {DNNL_ARG_DST, g.dst}};
+    g.M = M, g.K = K, g.N = N, g.lda = lda, g.ldc = ldc, g.tw = tw, g.acc = accumulate;
+  }
+  g.w_user.set_data_handle(const_cast<float*>(W));
+  g.reorder.execute(g.strm, g.w_user, g.w_packed);
+  g.strm.wait();
+}
+
+void PackedMatmul::run(const float* A, float* C) {
+  Impl& g = *p_;
+  g.src.set_data_handle(const_cast<float*>(A));
+  g.dst.set_data_handle(C);
+  g.prim.execute(g.strm, g.args);
+  g.strm.wait();
+}
+
+struct GradMatmul::Impl {
+  dnnl::stream strm{cpu_engine()};
+  int64_t M = -1, K = -1, N = -1, lda = -1, ldb = -1;
+  dnnl::matmul prim;
+  dnnl::memory src, w, dst;
+  std::unordered_map<int, dnnl::memory> args;
+};
+
+GradMatmul::GradMatmul() : p_(std::make_unique<Impl>()) {}
+GradMatmul::~GradMatmul() = default;
+GradMatmul::GradMatmul(GradMatmul&&) noexcept = default;
+GradMatmul& GradMatmul::operator=(GradMatmul&&) noexcept = default;
+
+void GradMatmul::run(int64_t M, int64_t K, int64_t N, const float* A, int64_t lda,
+                     const float* Bm, int64_t ldb, float* C) {
+  Impl& g = *p_;
+  const dnnl::engine& eng = cpu_engine();
+  if (g.M != M || g.K != K || g.N != N || g.lda != lda || g.ldb != ldb) {
+    md src_md({M, K}, dt::f32, {1, lda});
+    md w_md({K, N}, dt::f32, {ldb, 1});
+    md dst_md({M, N}, dt::f32, {N, 1});
+    dnnl::primitive_attr attr;
+    dnnl::post_ops po;
+    po.append_sum(1.f);
+    attr.set_post_ops(po);
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_md, w_md, dst_md), attr, eng);
+    g.prim = dnnl::matmul(pd);
+    g.src = dnnl::memory(src_md, eng, DNNL_MEMORY_NONE);
+    g.w = dnnl::memory(w_md, eng, DNNL_MEMORY_NONE);
+    g.dst = dnnl::memory(dst_md, eng, DNNL_MEMORY_NONE);
+    g.args = {{DNNL_ARG_SRC, g.src}, {DNNL_ARG_WEIGHTS, g.w}, {DNNL_ARG_DST, g.dst}};
+    g.M = M, g.K = K, g.N = N, g.lda = lda, g.ldb = ldb;
+  }
+  g.src.set_data_handle(const_cast<float*>(A));
+  g.w.set_data_handle(const_cast<float*>(Bm));
+  g.dst.set_data_handle(C);
+  g.prim.execute(g.strm, g.args);
+  g.strm.wait();
+}
+
+}  // namespace xlstm
