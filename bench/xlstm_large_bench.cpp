@@ -371,7 +371,7 @@ inline __m512 load16w(const uint16_t* w) {
       _mm512_maskz_slli_epi32(0xFFFF, _mm512_maskz_cvtepu16_epi32(0xFFFF, h), 16));
 }
 inline float hsum16(__m512 v) {
-  const __m256 lo = _mm512_castps512_ps256(v);
+  const __m256 lo = _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xF, _mm512_castps_pd(v), 0));
   const __m256 hi = _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, _mm512_castps_pd(v), 1));
   __m256 s8 = _mm256_add_ps(lo, hi);
   __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
@@ -760,7 +760,7 @@ void print_tables(const std::vector<Result>& rs, const Args& a) {
 
   std::printf("\n| weights | threads | MB read/token | tokens/s (median) | tokens/s (best) | ms/token | "
               "bound tokens/s | %% of bound (median) | %% of bound (best) | GEMVs alone tokens/s | "
-              "GEMVs alone %% of bound | logit cap ms |\n"
+              "GEMVs alone %% of bound | logit cap ms (std::tanh / PwMath) |\n"
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const char* dt : {"f32", "bf16"})
     for (int t : a.threads) {
@@ -770,14 +770,17 @@ void print_tables(const std::vector<Result>& rs, const Args& a) {
       const double bpt = num(*r, "bytes_per_token"), med = num(*r, "tok_s_median"),
                    bst = num(*r, "tok_s_best");
       const double bound = num(*bw, "copy_gbs") * 1e9 / bpt, g = num(*r, "gemv_tok_s");
-      std::printf("| %s | %d | %.1f | %.1f | %.1f | %.2f | %.1f | %.0f%% | %.0f%% | %.1f | %.0f%% | %.2f |\n",
+      std::printf("| %s | %d | %.1f | %.1f | %.1f | %.2f | %.1f | %.0f%% | %.0f%% | %.1f | %.0f%% | %s |\n",
                   dt, t, bpt / 1e6, med, bst, 1e3 / med, bound, 100 * med / bound,
-                  100 * bst / bound, g, 100 * g / bound, num(*r, "softcap_ms"));
+                  100 * bst / bound, g, 100 * g / bound,
+                  (std::to_string(num(*r, "softcap_ms")).substr(0, 5) + " / " +
+                   (r->count("softcap_fast_ms") ? std::to_string(num(*r, "softcap_fast_ms")).substr(0, 5)
+                                                : std::string("—"))).c_str());
     }
 
   std::printf("\n| weights | threads | logits of | ours s (median) | ours tokens/s | PyTorch s "
               "(median) | PyTorch tokens/s | PyTorch/ours | head GEMM s | fresh logits buffer s | "
-              "same, huge pages s | logit cap s |\n"
+              "same, huge pages s | std::tanh cap, 1 thread s |\n"
               "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const char* dt : {"f32", "bf16"})
     for (int t : a.threads) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 
@@ -100,8 +101,8 @@ struct StateView {
 // state can only recur after step 0 from a state that holds negative n (n_t >= min(n_{t-1}, 1)
 // otherwise), so the head-major loop assumes "not first" after step 0, watches each head's
 // n_t, and if one is entirely zero, recomputes everything step-major with the exact global rule.
-// Step-major (all heads per step, units in parallel) is also the path when there are fewer
-// heads than threads, and for double (whose gemm is OpenBLAS, not safe to call per thread).
+// Step-major (all heads per step, units in parallel) is also the path on one thread, when there
+// are fewer heads than threads, and for double (whose gemm is OpenBLAS, not called per thread).
 
 // Per-head matmuls of one call: fwd[h] raw_h (B, 4DH; ld G) = y_h (B, DH; ld H) R_h^T, and
 // bwd[h] dy_h (B, DH; ld H) = draw_h (B, 4DH; ld G) R_h. T = double: plain gemm.
@@ -165,10 +166,18 @@ struct HeadGemms<float> {
   }
 };
 
-// Head-major when every thread gets a head and T is float (see above).
+// Head-major when there are 2+ threads, every thread gets a head and T is float (see above). On
+// one thread step-major is faster (B 16: 67 vs 72 ms fwd+bwd at T 256, H 512; B 64: 254 vs
+// 313 ms; docs/perf.md): its step touches whole contiguous rows of x, y and the states.
+// XLSTM_SLSTM_STEP_MAJOR=1 forces step-major (for comparisons in benchmarks).
 template <class T>
 bool head_major(int64_t NH) {
-  return std::is_same_v<T, float> && NH >= omp_get_max_threads();
+  static const bool forced_step = [] {
+    const char* e = std::getenv("XLSTM_SLSTM_STEP_MAJOR");
+    return e && e[0] == '1';
+  }();
+  const int threads = omp_get_max_threads();
+  return std::is_same_v<T, float> && !forced_step && threads > 1 && NH >= threads;
 }
 
 template <class T>
