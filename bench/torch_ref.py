@@ -60,10 +60,13 @@ def slstm_seq(x, R, b, NH):
     DH = H // NH
     y = x.new_zeros(B, H); c = x.new_zeros(B, H); n = x.new_zeros(B, H); m = x.new_zeros(B, H)
     ys = []
+    # unbind, not x[t]: autograd of an index builds a full (T, B, 4H) gradient per step (an
+    # O(T^2) backward); unbind's backward stacks the T slices once.
+    xs = x.unbind(0)
     for t in range(T):
         ry = torch.einsum("bhd,hdg->bhg", y.view(B, NH, DH), R).reshape(B, NH, 4, DH)
         ry = ry.permute(0, 2, 1, 3).reshape(B, 4 * H)
-        raw = x[t] + ry + b
+        raw = xs[t] + ry + b
         i, f, z, o = raw.split(H, dim=-1)
         logfm = m + F.logsigmoid(f)
         m_new = i if t == 0 else torch.maximum(i, logfm)

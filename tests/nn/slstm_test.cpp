@@ -520,6 +520,37 @@ TEST(SlstmCell, ParallelDeterministic) {
   expect_bitwise("dR 1 thread", dR1, cell.dR_);
 }
 
+// On 2+ threads the float kernel runs head-major (each thread whole heads through all steps),
+// on 1 thread step-major: forward against the float64 spec on 2 threads, and forward and
+// backward (dx, dR, dbias, dstate0) of the two loop orders against each other.
+TEST(SlstmCell, HeadMajorMatchesStepMajor) {
+  const int nt = omp_get_max_threads();
+  const int64_t B = 3, T = 9, NH = 4, DH = 16, H = NH * DH;
+  omp_set_num_threads(2);
+  for (StateKind sk : {StateKind::Zero, StateKind::Random})
+    check_cell_vs_ref<float>({B, T, NH, DH}, sk, 1e-5, 1e-5, 1.0);
+  Rng rng(21);
+  SLSTMCell<float> cell(cell_cfg(NH, DH));
+  randomize(cell, rng);
+  Tensor x = randn_tensor<float>({B, T, 4 * H}, rng), dy = randn_tensor<float>({B, NH, T, DH}, rng);
+  Tensor s0 = random_state<float>(B, H, rng), ds = randn_tensor<float>({4, B, H}, rng);
+  std::vector<Tensor> got[2];
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    auto o = cell.forward(x, s0);
+    cell.zero_grad();
+    auto g = cell.backward(dy, ds);
+    got[threads - 1] = {o.output, o.state, g.input, g.state, cell.dR_.clone(), cell.db_.clone()};
+  }
+  omp_set_num_threads(nt);
+  const char* names[] = {"y", "state", "dx", "dstate0", "dR", "dbias"};
+  for (int k = 0; k < 6; ++k) {
+    auto a = got[0][(size_t)k].to_f64(), b = got[1][(size_t)k].to_f64();
+    expect_close(std::string(names[k]) + " 2 threads vs 1", b.data(), a.data(), (int64_t)a.size(),
+                 1e-6, 1e-6);
+  }
+}
+
 // The float kernel runs head-major (each thread whole heads through all steps) and applies the
 // vanilla "all n zero -> m = i" rule itself only at step 0. A zero n after step 0 needs a state
 // with negative n; then the kernel must recompute step-major with the global rule. Here n = -1,
