@@ -10,7 +10,7 @@ thread count, OMP_NUM_THREADS set for the process) and bench/torch_ref.py under 
 
 ours / oneDNN ms are medians of 3 Google Benchmark repetitions; PyTorch ms is the median of
 --torch-reps timed runs after one warm-up run (default 1: torch_ref.py's eager backward passes
-take seconds to minutes here, see --torch-prefixes). GFLOP counts GEMM work only (see each
+take seconds here). GFLOP counts GEMM work only (see each
 *_bench.cpp); % peak divides our GFLOP/s by the median of the
 `peak/sgemm_packed_1024` runs (a oneDNN matmul with packed weights, 1024^3) of the same thread
 count; GEMM@peak ms = GFLOP / peak, the time of the matrix products alone at that ceiling.
@@ -18,7 +18,7 @@ Ratios > 1 mean ours is faster.
 
 Usage: bench/compare.py [--build build-bench] [--threads 1,2] [--filter SUBSTR] [--quick]
                         [--no-torch | --torch-json FILE] [--torch-reps N]
-                        [--torch-prefixes lstm/,lstm_step/,mlstm_chunkwise/] [--save FILE]
+                        [--torch-prefixes lstm/,lstm_step/,slstm/,mlstm_chunkwise/] [--save FILE]
                         [--gemm]
        bench/compare.py --merge RUN.json... [--threads 1,2] [--filter SUBSTR]
 --save keeps every result (and the GEMM table) as JSON; --merge prints the table of saved runs,
@@ -268,9 +268,9 @@ def main():
     ap.add_argument("--torch-json", help="reuse PyTorch results saved by --save")
     ap.add_argument("--torch-reps", type=int, default=1,
                     help="timed runs per PyTorch case after its warm-up run (median)")
-    ap.add_argument("--torch-prefixes", default="lstm/,lstm_step/,mlstm_chunkwise/",
-                    help="which of our configs get a PyTorch run; add slstm/ for torch_ref's "
-                         "sLSTM loop (its backward is O(T^2): minutes per case)")
+    ap.add_argument("--torch-prefixes", default="lstm/,lstm_step/,slstm/,mlstm_chunkwise/",
+                    help="which of our configs get a PyTorch run (slstm_layer/ has no "
+                         "PyTorch counterpart)")
     ap.add_argument("--save", help="write all raw results to this JSON file")
     ap.add_argument("--gemm", action="store_true", help="also run gemm_bench (backend table)")
     ap.add_argument("--merge", nargs="+", metavar="FILE",
