@@ -36,6 +36,7 @@
 
 #include "cpu/activations.h"
 #include "cpu/embedding.h"
+#include "cpu/layernorm.h"
 #include "cpu/linear.h"
 #include "models/xlstm_large.h"
 #include "models/xlstm_large_impl.h"
@@ -296,38 +297,24 @@ Tensor XLSTMLarge<float>::decode_step(const Tensor& ids, const XLSTMLargeState* 
         const int64_t cs = DQK * DV;
         const double mp = e.m ? (double)e.m[j] : 0.0;
         float* h = d.p.data<float>() + b * VD + hh * DV;  // h, then p in place
-        double mt;
-        if (e.c) {
-          mt = head_step(DQK, DV, sq, sk, cfg_.eps, d.q.data<float>() + b * QK + hh * DQK,
-                         d.k.data<float>() + b * QK + hh * DQK,
-                         d.v.data<float>() + b * VD + hh * DV, gi, gf, e.c + j * cs,
-                         e.n + j * DQK, mp, e.co + j * cs, e.no + j * DQK, h, num);
-        } else {  // zero state: C, n = 0 written first, then stepped in place
+        // A zero state is written first and then stepped in place.
+        const float* cin = e.c ? e.c + j * cs : e.co + j * cs;
+        const float* nin = e.c ? e.n + j * DQK : e.no + j * DQK;
+        if (!e.c) {
           std::fill(e.co + j * cs, e.co + (j + 1) * cs, 0.f);
           std::fill(e.no + j * DQK, e.no + (j + 1) * DQK, 0.f);
-          mt = head_step(DQK, DV, sq, sk, cfg_.eps, d.q.data<float>() + b * QK + hh * DQK,
-                         d.k.data<float>() + b * QK + hh * DQK,
-                         d.v.data<float>() + b * VD + hh * DV, gi, gf, e.co + j * cs,
-                         e.no + j * DQK, 0.0, e.co + j * cs, e.no + j * DQK, h, num);
         }
-        e.mo[j] = (float)mt;
-        // per-head LayerNorm (multihead_norm_forward's arithmetic), output gate
-        double s = 0;
-        for (int64_t y = 0; y < DV; ++y) s += (double)h[y];
-        const double mu = s / (double)DV;
-        double var = 0;
-        for (int64_t y = 0; y < DV; ++y) {
-          const double c = (double)h[y] - mu;
-          var += c * c;
-        }
-        const double rs = 1.0 / std::sqrt(var / (double)DV + eps);
+        e.mo[j] = (float)head_step(DQK, DV, sq, sk, cfg_.eps, d.q.data<float>() + b * QK + hh * DQK,
+                                   d.k.data<float>() + b * QK + hh * DQK,
+                                   d.v.data<float>() + b * VD + hh * DV, gi, gf, cin, nin, mp,
+                                   e.co + j * cs, e.no + j * DQK, h, num);
+        // per-head LayerNorm in place (one row of multihead_norm_forward), output gate
+        float mean, rstd;
+        layernorm_forward<float>(1, DV, h, mhw ? mhw + hh * DV : nullptr,
+                                 mhb ? mhb + hh * DV : nullptr, eps, NormScale::Plain, h, &mean,
+                                 &rstd);
         const float* og = d.o.data<float>() + b * VD + hh * DV;
-        for (int64_t y = 0; y < DV; ++y) {
-          const int64_t col = hh * DV + y;
-          const float hn = (float)(((double)h[y] - mu) * rs * (mhw ? (double)mhw[col] : 1.0) +
-                                   (mhb ? (double)mhb[col] : 0.0));
-          h[y] = sigmoid<float>(og[y]) * hn;
-        }
+        for (int64_t y = 0; y < DV; ++y) h[y] *= sigmoid<float>(og[y]);
       }
       bar.wait();
       // D
