@@ -111,6 +111,7 @@ struct LstmScratch {
   LstmBuffer<T> bias;    // (4H) b_ih + b_hh, zeros without bias (forward)
   LstmBuffer<T> h0;      // (B, ldy) h0 with the row stride of y (forward)
   LstmBuffer<T> dbias;   // (4H) bias gradient of one call (backward)
+  LstmBuffer<T> dbias_rows;  // (threads, 4H) per-thread bias gradient (batch-split backward)
 };
 
 // Pointers of one layer-direction. Rows are time-major (index t*B + b) unless said otherwise.

@@ -3,6 +3,7 @@
 #include "nn/lstm.h"
 
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <cstring>
@@ -364,6 +365,51 @@ TEST(LstmDeterminism, BackwardTwiceFloat) {
 }
 TEST(LstmDeterminism, BackwardTwiceFloatThreaded) {
   check_backward_twice<float>({24, 5, 32, 512, 1, true, true, true});
+}
+
+// ---- batch-split recurrence (2 threads, small steps) -----------------------------------------
+
+// On 2+ threads a float LSTM whose per-step products are small runs each thread's block of
+// batch rows through all steps (cpu/lstm.cpp split_rows). Against the float64 spec on 2
+// threads (forward, odd B so that the blocks differ in size), and forward and backward against
+// the unsplit loop on 1 thread: outputs and states bit for bit, gradients to rounding (the
+// bias gradient is summed per block).
+TEST(LstmThreads, BatchSplitMatchesOneThreadAndSpec) {
+  const int nt = omp_get_max_threads();
+  const Cfg c{7, 6, 5, 16, 2, true, true, true};
+  omp_set_num_threads(2);
+  check_vs_ref<float>(c, 1e-5, 1e-5);
+  Rng rng(33);
+  const int64_t D = 2;
+  LSTM<float> m(make_cfg(c), 8);
+  Tensor x = randn_tensor<float>({c.B, c.T, c.I}, rng);
+  Tensor h0 = randn_tensor<float>({c.L * D, c.B, c.H}, rng, 0.5);
+  Tensor c0 = randn_tensor<float>({c.L * D, c.B, c.H}, rng, 0.5);
+  Tensor dy = randn_tensor<float>({c.B, c.T, D * c.H}, rng);
+  Tensor dhn = randn_tensor<float>({c.L * D, c.B, c.H}, rng);
+  Tensor dcn = randn_tensor<float>({c.L * D, c.B, c.H}, rng);
+  std::vector<Tensor> got[2];
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    auto o = m.forward(x, h0, c0);
+    m.zero_grad();
+    auto g = m.backward(dy, dhn, dcn);
+    std::vector<Tensor> all = {o.output.clone(), o.h_n.clone(), o.c_n.clone(), g.dx, g.dh0, g.dc0};
+    for (auto& p : m.params()) all.push_back(p.grad->clone());
+    got[threads - 1] = all;
+  }
+  omp_set_num_threads(nt);
+  for (size_t k = 0; k < got[0].size(); ++k) {
+    const Tensor &a = got[0][k], &b = got[1][k];
+    ASSERT_EQ(a.numel(), b.numel());
+    if (k < 3) {
+      EXPECT_EQ(0, std::memcmp(a.raw(), b.raw(), a.nbytes())) << "forward tensor " << k;
+    } else {
+      auto av = a.to_f64(), bv = b.to_f64();
+      test::expect_close("gradient " + std::to_string(k), bv.data(), av.data(), a.numel(), 1e-6,
+                         1e-6);
+    }
+  }
 }
 
 // ---- dropout ---------------------------------------------------------------------------------
