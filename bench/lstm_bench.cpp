@@ -3,6 +3,7 @@
 //   lstm/B{B}_T{T}_I{I}_H{H}/{fwd,fwdbwd}          ours: LSTM<float>::forward_into (+ backward_into)
 //   onednn/lstm/B{B}_T{T}_I{I}_H{H}/{fwd,fwdbwd}   oneDNN lstm_forward (+ lstm_backward)
 //   lstm_step/B1_H1024/fwd, onednn/lstm_step/...   one decode step (B = 1, I = H = 1024)
+//   lstm_step_bf16/B1_H1024/fwd                     the same with bf16 weights (set_step_bf16)
 //
 // Ours is timed at the module's API: batch-first (B, T, I) in and (B, T, H) out, so the two
 // boundary transposes are included; oneDNN gets its native time-major layout. fwdbwd computes
@@ -77,17 +78,18 @@ void BM_onednn_lstm(benchmark::State& st, Config c, Pass pass) {
 struct StepFixture {
   LSTM<float> m;
   Tensor x, h, c;
-  explicit StepFixture(int64_t H) : m(LSTMConfig{H, H}, 0) {
+  StepFixture(int64_t H, bool bf16) : m(LSTMConfig{H, H}, 0) {
     x = randn({1, H}, 1);
     h = randn({1, 1, H}, 2, 0.5);
     c = randn({1, 1, H}, 3, 0.5);
+    m.set_step_bf16(bf16);
     m.step(x, h, c);  // warm-up
   }
 };
 
-void BM_lstm_step(benchmark::State& st, int64_t H) {
-  auto& f = fixture<StepFixture>("step" + std::to_string(H),
-                                 [&] { return std::make_unique<StepFixture>(H); });
+void BM_lstm_step(benchmark::State& st, int64_t H, bool bf16) {
+  auto& f = fixture<StepFixture>("step" + std::to_string(H) + (bf16 ? "bf16" : ""),
+                                 [&] { return std::make_unique<StepFixture>(H, bf16); });
   for (auto _ : st) {
     f.m.step(f.x, f.h, f.c);
     benchmark::DoNotOptimize(f.h.data<float>());
@@ -120,7 +122,9 @@ int register_all() {
           ->Apply(timing_for);
     }
   }
-  benchmark::RegisterBenchmark("lstm_step/B1_H1024/fwd", BM_lstm_step, int64_t{1024})
+  benchmark::RegisterBenchmark("lstm_step/B1_H1024/fwd", BM_lstm_step, int64_t{1024}, false)
+      ->Apply(timing_for);
+  benchmark::RegisterBenchmark("lstm_step_bf16/B1_H1024/fwd", BM_lstm_step, int64_t{1024}, true)
       ->Apply(timing_for);
   benchmark::RegisterBenchmark("onednn/lstm_step/B1_H1024/fwd", BM_onednn_lstm_step,
                                int64_t{1024})

@@ -180,6 +180,13 @@ template <class T>
 void lstm_step(int64_t B, int64_t I, int64_t H, const T* x, int64_t ldx, const T* W_ih,
                const T* W_hh, const T* b_ih, const T* b_hh, T* h, int64_t ldh, T* c, T* gates);
 
+// lstm_step's decode case (B <= 4) with bf16 weights (uint16_t: the top 16 bits of a float,
+// widened exactly; products and sums in float): half the bytes per step. W_ih (4H, I), W_hh
+// (4H, H) read; hnew (B, H) scratch; the rest as lstm_step. Throws ValueError for B > 4.
+void lstm_step_bf16(int64_t B, int64_t I, int64_t H, const float* x, int64_t ldx,
+                    const uint16_t* W_ih, const uint16_t* W_hh, const float* b_ih,
+                    const float* b_hh, float* h, int64_t ldh, float* c, float* hnew);
+
 // The float kernels' sigmoid / tanh (vectorisable polynomial forms, about 1e-7 absolute error),
 // exposed for tests. The double kernels use std::exp / std::tanh.
 float lstm_fast_sigmoid(float x);

@@ -1,5 +1,7 @@
 #include "nn/lstm.h"
 
+#include <type_traits>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -284,10 +286,39 @@ void LSTM<T>::step(const Tensor& x, Tensor& h, Tensor& c) {
   for (int64_t l = 0; l < L; ++l) {
     Dir& p = dir(l, 0);
     const T* in = l == 0 ? x.data<T>() : hd + (l - 1) * B * H;
+    if constexpr (std::is_same_v<T, float>) {
+      if (!step_w_bf16_.empty() && B <= 4) {
+        const uint16_t* w = step_w_bf16_[(size_t)l].data();
+        lstm_step_bf16(B, layer_in(l), H, in, layer_in(l), w, w + 4 * H * layer_in(l),
+                       cfg_.bias ? p.b_ih.template data<T>() : nullptr,
+                       cfg_.bias ? p.b_hh.template data<T>() : nullptr, hd + l * B * H, H,
+                       cd + l * B * H, gates);
+        continue;
+      }
+    }
     lstm_step<T>(B, layer_in(l), H, in, layer_in(l), p.w_ih.template data<T>(),
                  p.w_hh.template data<T>(), cfg_.bias ? p.b_ih.template data<T>() : nullptr,
                  cfg_.bias ? p.b_hh.template data<T>() : nullptr, hd + l * B * H, H, cd + l * B * H,
                  gates);
+  }
+}
+
+template <class T>
+void LSTM<T>::set_step_bf16(bool on) {
+  XLSTM_CHECK((std::is_same_v<T, float>), TypeError,
+              "[lstm] bf16 decode weights need a float32 model");
+  step_w_bf16_.clear();
+  if (!on) return;
+  const int64_t H = cfg_.hidden_size;
+  for (int64_t l = 0; l < cfg_.num_layers; ++l) {
+    const Dir& p = dir(l, 0);
+    std::vector<uint16_t> w((size_t)(4 * H * (layer_in(l) + H)));
+    const T* wi = p.w_ih.template data<T>();
+    const T* wh = p.w_hh.template data<T>();
+    const int64_t ni = 4 * H * layer_in(l), nh = 4 * H * H;
+    for (int64_t k = 0; k < ni; ++k) w[(size_t)k] = f32_to_bf16((float)wi[k]);
+    for (int64_t k = 0; k < nh; ++k) w[(size_t)(ni + k)] = f32_to_bf16((float)wh[k]);
+    step_w_bf16_.push_back(std::move(w));
   }
 }
 

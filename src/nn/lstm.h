@@ -88,6 +88,13 @@ class LSTM : public Module {
   // is h[L-1].
   void step(const Tensor& x, Tensor& h, Tensor& c);
 
+  // Decode with bf16 weights (float only): on = step() with B <= 4 reads bf16 copies of the
+  // weight matrices made now (half the bytes per token; biases, state and arithmetic stay
+  // float), off = the float weights again. The copies are not updated by later changes to the
+  // weights: call again after loading or training. Throws TypeError for T = double.
+  void set_step_bf16(bool on);
+  bool step_bf16() const { return !step_w_bf16_.empty(); }
+
  private:
   struct Dir {
     Tensor w_ih, w_hh, b_ih, b_hh;
@@ -117,6 +124,7 @@ class LSTM : public Module {
   LstmBuffer<T> ga_, gb_;  // (T, B, max(I, D*H)) time-major gradients, ping-pong
   LstmScratch<T> scratch_;
   LstmBuffer<T> step_gates_;  // (B, 4H) for step()
+  std::vector<std::vector<uint16_t>> step_w_bf16_;  // per layer: W_ih then W_hh, bf16 (or empty)
 };
 
 extern template class LSTM<float>;

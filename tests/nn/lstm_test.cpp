@@ -367,6 +367,52 @@ TEST(LstmDeterminism, BackwardTwiceFloatThreaded) {
   check_backward_twice<float>({24, 5, 32, 512, 1, true, true, true});
 }
 
+// ---- bf16 decode weights -----------------------------------------------------------------------
+
+// step() with bf16 weight copies equals step() of the same model whose float weights were
+// rounded to bf16 (bf16 widens exactly; with AVX512_BF16 the activations enter the products as
+// two bf16 halves, ~1e-5 relative), over several steps, 1 and 2 threads, B 1 and 4, sizes
+// with full 32-element blocks and tails; off again = the float weights; double refuses.
+TEST(LstmStep, Bf16WeightsEqualRoundedFloatWeights) {
+  const int nt = omp_get_max_threads();
+  const Cfg c{4, 5, 69, 72, 2, false, true, false};
+  LSTM<float> m(make_cfg(c), 3), r(make_cfg(c), 3);
+  for (auto& p : r.params()) {
+    float* v = p.value->data<float>();
+    if (p.value->ndim() == 2)
+      for (int64_t k = 0; k < p.value->numel(); ++k) v[k] = bf16_to_f32(f32_to_bf16(v[k]));
+  }
+  m.set_step_bf16(true);
+  EXPECT_TRUE(m.step_bf16());
+  Rng rng(5);
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    for (int64_t B : {1, 4}) {
+      Tensor hm({c.L, B, c.H}, DType::F32), cm({c.L, B, c.H}, DType::F32);
+      Tensor hr = hm.clone(), cr = cm.clone();
+      for (int64_t t = 0; t < c.T; ++t) {
+        Tensor x = randn_tensor<float>({B, c.I}, rng);
+        m.step(x, hm, cm);
+        r.step(x, hr, cr);
+        test::expect_close("h", hm.data<float>(), hr.data<float>(), hm.numel(), 2e-5, 2e-5);
+        test::expect_close("c", cm.data<float>(), cr.data<float>(), cm.numel(), 2e-5, 2e-5);
+      }
+    }
+  }
+  omp_set_num_threads(nt);
+  // off: the float weights, which differ from the rounded ones
+  m.set_step_bf16(false);
+  EXPECT_FALSE(m.step_bf16());
+  Tensor x = randn_tensor<float>({1, c.I}, rng);
+  Tensor h1({c.L, 1, c.H}, DType::F32), c1({c.L, 1, c.H}, DType::F32);
+  Tensor h2 = h1.clone(), c2 = c1.clone();
+  m.step(x, h1, c1);
+  r.step(x, h2, c2);
+  EXPECT_NE(0, std::memcmp(h1.raw(), h2.raw(), h1.nbytes()));
+  LSTM<double> d(make_cfg(c), 3);
+  EXPECT_THROW(d.set_step_bf16(true), TypeError);
+}
+
 // ---- batch-split recurrence (2 threads, small steps) -----------------------------------------
 
 // On 2+ threads a float LSTM whose per-step products are small runs each thread's block of
