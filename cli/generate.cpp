@@ -180,7 +180,7 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
     SamplingConfig s;
     uint64_t seed = 0;
     int threads = 0;
-    bool no_bos = false, ignore_eos = false, prompt_given = false, stream = false;
+    bool no_bos = false, ignore_eos = false, prompt_given = false, stream = false, bf16 = false;
   };
   auto o = std::make_shared<Opts>();
   auto* g = app.add_subcommand(
@@ -220,6 +220,9 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
   g->add_flag("--stream", o->stream,
               "read the text to continue from standard input, of any length, in constant memory "
               "(chunks of 64 KiB prefilled with the state carried), then generate");
+  g->add_flag("--bf16", o->bf16,
+             "LSTM models: decode with bf16 copies of the LSTM weight matrices (about half the "
+             "memory traffic per token; outputs differ from float32 by the weights' bf16 rounding)");
   g->add_option("--threads", o->threads, "CPU threads");
   g->callback([o, g, &run] {
     o->prompt_given = g->count("--prompt") > 0 || g->count("--prompt-ids") > 0;
@@ -271,7 +274,11 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
         if (!o->prompt_given && o->prompts_file.empty()) prompts[0] = "\n";
         XLSTM_CHECK(o->tokenizer.empty(), ValueError,
                     "--tokenizer is for Hugging Face models; this checkpoint has its own vocabulary");
+        if (o->bf16) model->set_decode_bf16(true);
       }
+      XLSTM_CHECK(!o->bf16 || !hf_model, ValueError,
+                  "--bf16 is for LSTM checkpoints; a Hugging Face model decodes in the dtype it "
+                  "is stored in");
       // Token ids of the prompts.
       bool continuing = !o->load_state.empty();
       XLSTM_CHECK(!o->stream || (B == 1 && !o->prompt_given), ValueError,

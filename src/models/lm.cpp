@@ -215,6 +215,13 @@ Tensor LanguageModel::forward_carry(const Tensor&, Mode, Rng*, LMState&) {
                                 "lstm model"));
 }
 
+void LanguageModel::set_decode_bf16(bool on) {
+  if (!on) return;
+  throw NotImplementedError(str("[lm] arch '", config().value("arch", std::string("?")),
+                                "' has no bf16 decode; hint: lstm models (a Hugging Face "
+                                "checkpoint decodes in the dtype it is stored in)"));
+}
+
 int64_t count_params(Module& m) {
   int64_t n = 0;
   for (auto& p : m.params()) n += p.value->numel();

@@ -45,6 +45,10 @@ class LanguageModel : public Module {
   // replaced by the state after the last position. The carried state is a constant for
   // backward. The default throws NotImplementedError.
   virtual Tensor forward_carry(const Tensor& ids, Mode mode, Rng* rng, LMState& state);
+  // Decode (step) with bf16 copies of the recurrent weight matrices made now (about half the
+  // memory traffic per token; results differ from float32 by the weights' bf16 rounding).
+  // Implemented by the LSTM model; the default throws NotImplementedError.
+  virtual void set_decode_bf16(bool on);
 };
 
 // Rows [b] of every tensor of an exported state (each (1, ...)), and the concatenation of

@@ -31,6 +31,7 @@ class LSTMLM : public LanguageModel {
   std::unique_ptr<LMState> import_state(const std::map<std::string, Tensor>& t,
                                         const std::string& where) const override;
   Tensor forward_carry(const Tensor& ids, Mode mode, Rng* rng, LMState& state) override;
+  void set_decode_bf16(bool on) override { lstm_.set_step_bf16(on); }
 
  private:
   Tensor run(const Tensor& ids, Mode mode, Rng* rng, const Tensor& h0, const Tensor& c0,

@@ -115,6 +115,10 @@ TEST(CliGenerate, BadInputAndRoundTrip) {
   auto g2 = run("generate --checkpoint " + d + "/run --prompt ab --tokens 20 --seed 3 --threads 1");
   EXPECT_EQ(g1.code, 0) << g1.out;
   EXPECT_EQ(g1.out, g2.out);
+  // bf16 decode weights: runs (greedy, so the text is that of the rounded weights)
+  auto gb = run("generate --checkpoint " + d + "/run --prompt ab --tokens 20 --temperature 0 --bf16 --threads 1");
+  EXPECT_EQ(gb.code, 0) << gb.out;
+  EXPECT_FALSE(gb.out.empty());
   // characters outside the vocabulary
   expect_fail_line(run("generate --checkpoint " + d + "/run --prompt xyz"), "'x'");
   // a config that does not match the weights (another width)
@@ -133,6 +137,11 @@ TEST(CliGenerate, BadInputAndRoundTrip) {
   std::ofstream(d + "/run/best/model.safetensors", std::ios::trunc) << "junk";
   expect_fail_line(run("generate --checkpoint " + d + "/run/best --prompt ab"), "model.safetensors");
   expect_fail_line(run("generate --checkpoint " + d + "/run --prompt ab --top-p 0"), "--top-p");
+  // --bf16 on a model without a bf16 decode
+  auto r2 = run("train --data " + d + "/t.txt --out " + d + "/m --model mlstm-tiny --width 32 "
+                "--context 16 --batch-size 4 --steps 1 --eval-every 1 -q --threads 1");
+  ASSERT_EQ(r2.code, 0) << r2.out;
+  expect_fail_line(run("generate --checkpoint " + d + "/m --prompt ab --bf16"), "bf16");
   fs::remove_all(d);
 }
 
