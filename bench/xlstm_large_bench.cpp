@@ -63,6 +63,7 @@
 
 #include "cpu/fastmath.h"
 #include "cpu/linear.h"
+#include "cpu/simd.h"
 #include "io/safetensors.h"
 #include "models/hf.h"
 #include "models/xlstm_large.h"
@@ -369,15 +370,6 @@ inline __m512 load16w(const uint16_t* w) {
   // maskz forms: GCC 12 warns about the undefined vectors inside the plain intrinsics.
   return _mm512_castsi512_ps(
       _mm512_maskz_slli_epi32(0xFFFF, _mm512_maskz_cvtepu16_epi32(0xFFFF, h), 16));
-}
-inline float hsum16(__m512 v) {
-  const __m256 lo = _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xF, _mm512_castps_pd(v), 0));
-  const __m256 hi = _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, _mm512_castps_pd(v), 1));
-  __m256 s8 = _mm256_add_ps(lo, hi);
-  __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-  s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-  s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
-  return _mm_cvtss_f32(s4);
 }
 template <class W>
 void gemv_alt(int64_t I, int64_t O, const float* x, const W* w, float* y) {

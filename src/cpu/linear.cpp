@@ -11,6 +11,7 @@
 
 #include "cpu/embedding.h"
 #include "cpu/gemm.h"
+#include "cpu/simd.h"
 
 namespace xlstm {
 
@@ -90,17 +91,6 @@ inline __m512 load16(const uint16_t* w) {
 // every NN and every row range, so results depend neither on the batch size nor on how callers
 // split the rows among threads.
 #if defined(__AVX512F__)
-// Tree sum of the 16 lanes (maskz forms: GCC 12 warns about _mm512_reduce_add_ps's undefined
-// vectors).
-inline float hsum16(__m512 v) {
-  const __m512d d = _mm512_castps_pd(v);
-  const __m256 s8 = _mm256_add_ps(_mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xF, d, 0)),
-                                  _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xF, d, 1)));
-  __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-  s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-  s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
-  return _mm_cvtss_f32(s4);
-}
 
 // The 16 floats at r + i for r = a + MIS, a 64-byte aligned: two aligned loads (lo at a + i,
 // hi at a + i + 16) joined by valignd. Mapped checkpoints place tensors at any 8-byte offset

@@ -17,6 +17,7 @@
 #include <omp.h>
 
 #include "cpu/gemm.h"
+#include "cpu/simd.h"
 #include "cpu/packed_gemm.h"
 #include "xlstm/error.h"
 #include "xlstm/tensor.h"
@@ -306,9 +307,15 @@ int split_rows(const LstmDims& d) {
   if (2.0 * (double)d.B * 4.0 * (double)d.H * (double)d.H >= 32e6) return 1;
   return threads;
 }
-inline void row_block(int64_t B, int k, int K, int64_t& b0, int64_t& b1) {
-  b0 = B * k / K;
-  b1 = B * (k + 1) / K;
+// f(k, b0, nb) on thread k of a team of K for its rows [b0, b0 + nb) of B (nb > 0).
+template <class F>
+void for_row_blocks(int64_t B, int K, F f) {
+#pragma omp parallel num_threads(K)
+  {
+    const int k = omp_get_thread_num(), n = omp_get_num_threads();
+    const int64_t b0 = B * k / n, b1 = B * (k + 1) / n;
+    if (b1 > b0) f(k, b0, b1 - b0);
+  }
 }
 
 }  // namespace
@@ -345,34 +352,27 @@ void lstm_forward(const LstmDims& d, LstmDirection dir, const LstmForwardArgs<T>
       copy_rows(B, H, a.h0, H, buf, a.ldy);
       h0s = buf;
     }
-#pragma omp parallel num_threads(K)
-    {
-      const int k = omp_get_thread_num();
-      int64_t b0, b1;
-      row_block(B, k, omp_get_num_threads(), b0, b1);
-      const int64_t nb = b1 - b0;
-      if (nb > 0) {
-        PackedMatmul& mm = pk.fwd_rows[(size_t)k];
-        mm.pack(nb, H, G, a.ldy, G, Trans::T, false, a.W_hh);
-        T* ghk = gh + b0 * G;
-        for (int64_t step = 0; step < TT; ++step) {
-          const int64_t t = fwd ? step : TT - 1 - step, tp = fwd ? t - 1 : t + 1;
-          T* gt = gates + t * B * G + b0 * G;
-          T* ct = cs + t * B * H + b0 * H;
-          T* yt = a.y + t * B * a.ldy + b0 * a.ldy;
-          const T* c0 = (a.c0 ? a.c0 : zeros) + b0 * H;
-          if (step == 0 && !a.h0) {
-            pointwise_forward<T, false, true>(nb, H, gt, nullptr, bias, c0, ct, yt, a.ldy);
-            continue;
-          }
-          const T* hp = step == 0 ? h0s + b0 * a.ldy : a.y + tp * B * a.ldy + b0 * a.ldy;
-          mm.run(hp, ghk);
-          pointwise_forward<T, true, true>(nb, H, gt, ghk, bias,
-                                           step == 0 ? c0 : cs + tp * B * H + b0 * H, ct, yt,
-                                           a.ldy);
+    for_row_blocks(B, K, [&](int k, int64_t b0, int64_t nb) {
+      PackedMatmul& mm = pk.fwd_rows[(size_t)k];
+      mm.pack(nb, H, G, a.ldy, G, Trans::T, false, a.W_hh);
+      T* ghk = gh + b0 * G;
+      for (int64_t step = 0; step < TT; ++step) {
+        const int64_t t = fwd ? step : TT - 1 - step, tp = fwd ? t - 1 : t + 1;
+        T* gt = gates + t * B * G + b0 * G;
+        T* ct = cs + t * B * H + b0 * H;
+        T* yt = a.y + t * B * a.ldy + b0 * a.ldy;
+        const T* c0 = (a.c0 ? a.c0 : zeros) + b0 * H;
+        if (step == 0 && !a.h0) {
+          pointwise_forward<T, false, true>(nb, H, gt, nullptr, bias, c0, ct, yt, a.ldy);
+          continue;
         }
+        const T* hp = step == 0 ? h0s + b0 * a.ldy : a.y + tp * B * a.ldy + b0 * a.ldy;
+        mm.run(hp, ghk);
+        pointwise_forward<T, true, true>(nb, H, gt, ghk, bias,
+                                         step == 0 ? c0 : cs + tp * B * H + b0 * H, ct, yt,
+                                         a.ldy);
       }
-    }
+    });
     const int64_t last = fwd ? TT - 1 : 0;
     if (a.h_n) copy_rows(B, H, a.y + last * B * a.ldy, a.ldy, a.h_n, H);
     if (a.c_n) std::memcpy(a.c_n, cs + last * B * H, (size_t)(B * H) * sizeof(T));
@@ -439,29 +439,22 @@ void lstm_backward(const LstmDims& d, LstmDirection dir, const LstmBackwardArgs<
     pk.bwd_rows.resize((size_t)K);
     T* dbk = s.dbias_rows.ensure(K * G);
     std::fill(dbk, dbk + K * G, T(0));
-#pragma omp parallel num_threads(K)
-    {
-      const int k = omp_get_thread_num();
-      int64_t b0, b1;
-      row_block(B, k, omp_get_num_threads(), b0, b1);
-      const int64_t nb = b1 - b0;
-      if (nb > 0) {
-        PackedMatmul& mm = pk.bwd_rows[(size_t)k];
-        mm.pack(nb, G, H, G, H, Trans::N, false, a.W_hh);
-        for (int64_t step = 0; step < TT; ++step) {
-          const int64_t t = fwd ? TT - 1 - step : step, tp = fwd ? t - 1 : t + 1;
-          const bool first = step == TT - 1;
-          const T* cprev = (first ? (a.c0 ? a.c0 : zeros) : cs + tp * B * H) + b0 * H;
-          const T* dyt = a.dy ? a.dy + t * B * a.lddy + b0 * a.lddy : zeros + b0 * H;
-          const int64_t lddy = a.dy ? a.lddy : H;
-          T* dgt = dg + t * B * G + b0 * G;
-          pointwise_backward(nb, H, gates + t * B * G + b0 * G, cs + t * B * H + b0 * H, cprev,
-                             dyt, lddy, dh + b0 * H, dc + b0 * H, dgt, dbk + k * G);
-          if (!first || a.dh0)
-            mm.run(dgt, dh + b0 * H);
-        }
+    for_row_blocks(B, K, [&](int k, int64_t b0, int64_t nb) {
+      PackedMatmul& mm = pk.bwd_rows[(size_t)k];
+      mm.pack(nb, G, H, G, H, Trans::N, false, a.W_hh);
+      for (int64_t step = 0; step < TT; ++step) {
+        const int64_t t = fwd ? TT - 1 - step : step, tp = fwd ? t - 1 : t + 1;
+        const bool first = step == TT - 1;
+        const T* cprev = (first ? (a.c0 ? a.c0 : zeros) : cs + tp * B * H) + b0 * H;
+        const T* dyt = a.dy ? a.dy + t * B * a.lddy + b0 * a.lddy : zeros + b0 * H;
+        const int64_t lddy = a.dy ? a.lddy : H;
+        T* dgt = dg + t * B * G + b0 * G;
+        pointwise_backward(nb, H, gates + t * B * G + b0 * G, cs + t * B * H + b0 * H, cprev,
+                           dyt, lddy, dh + b0 * H, dc + b0 * H, dgt, dbk + k * G);
+        if (!first || a.dh0)
+          mm.run(dgt, dh + b0 * H);
       }
-    }
+    });
     for (int k = 0; k < K; ++k)
       for (int64_t j = 0; j < G; ++j) db[j] += dbk[k * G + j];
   }
@@ -577,17 +570,6 @@ void lstm_step(int64_t B, int64_t I, int64_t H, const T* x, int64_t ldx, const T
 #if defined(__AVX512BF16__)
 namespace {
 
-// Tree sum of 16 lanes (maskz forms: GCC 12 warns about _mm512_reduce_add_ps's undefined
-// vectors).
-inline float hsum(__m512 v) {
-  const __m512d d = _mm512_castps_pd(v);
-  const __m256 s8 = _mm256_add_ps(_mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xF, d, 0)),
-                                  _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xF, d, 1)));
-  __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-  s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-  s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
-  return _mm_cvtss_f32(s4);
-}
 
 // v (n) -> hi, lo (n) bf16 with hi + lo = v to ~2^-17 relative (hi = RNE(v), lo = RNE(v - hi);
 // v - hi is exact in float).
@@ -618,8 +600,8 @@ inline void dot4_bf16(int64_t n, const uint16_t* vhi, const uint16_t* vlo, const
     a2 = _mm512_dpbf16_ps(a2, b2, xh), c2 = _mm512_dpbf16_ps(c2, b2, xl);
     a3 = _mm512_dpbf16_ps(a3, b3, xh), c3 = _mm512_dpbf16_ps(c3, b3, xl);
   }
-  s0 += hsum(_mm512_add_ps(a0, c0)), s1 += hsum(_mm512_add_ps(a1, c1));
-  s2 += hsum(_mm512_add_ps(a2, c2)), s3 += hsum(_mm512_add_ps(a3, c3));
+  s0 += hsum16(_mm512_add_ps(a0, c0)), s1 += hsum16(_mm512_add_ps(a1, c1));
+  s2 += hsum16(_mm512_add_ps(a2, c2)), s3 += hsum16(_mm512_add_ps(a3, c3));
   for (; k < n; ++k) {
     const float vk = v[k];
     s0 += wval(w0[k]) * vk, s1 += wval(w1[k]) * vk, s2 += wval(w2[k]) * vk, s3 += wval(w3[k]) * vk;
