@@ -38,6 +38,7 @@
 #include "cpu/embedding.h"
 #include "cpu/layernorm.h"
 #include "cpu/linear.h"
+#include "cpu/rmsnorm.h"
 #include "models/xlstm_large.h"
 #include "models/xlstm_large_impl.h"
 
@@ -95,22 +96,16 @@ inline void split_rows(int64_t total, int t, int T, int64_t& r0, int64_t& r1) {
   r1 = std::min(total, r0 + per * 16);
 }
 
-// y (B, D) = RMSNorm(x (B, D)) * w (+ bias), as rmsnorm_forward computes it (double sums).
+// y (B, D) = RMSNorm(x (B, D)) * w (+ bias), B <= kLinearGemvRows, on the calling thread (the
+// forward's rmsnorm_forward and bias add; its parallel loop stays on one thread for B * D this
+// small, and inside this region anyway).
 void rms_rows(int64_t B, int64_t D, const float* x, const Tensor& w, const Tensor& bias,
               double eps, float* y) {
-  const float* ww = ptr<float>(w);
-  const float* bb = ptr<float>(bias);
-  for (int64_t n = 0; n < B; ++n) {
-    const float* xr = x + n * D;
-    double ss = 0;
-    for (int64_t d = 0; d < D; ++d) ss += (double)xr[d] * (double)xr[d];
-    const double rs = 1.0 / std::sqrt(ss / (double)D + eps);
-    float* yr = y + n * D;
-    for (int64_t d = 0; d < D; ++d) {
-      yr[d] = (float)((double)xr[d] * rs * (ww ? (double)ww[d] : 1.0));
-      if (bb) yr[d] += bb[d];
-    }
-  }
+  float rstd[kLinearGemvRows];
+  rmsnorm_forward<float>(B, D, x, ptr<float>(w), eps, y, rstd);
+  if (const float* bb = ptr<float>(bias))
+    for (int64_t n = 0; n < B; ++n)
+      for (int64_t d = 0; d < D; ++d) y[n * D + d] += bb[d];
 }
 
 // Rows [r0, r1) of the concatenation of `n` matrices that all read x (B, I).
