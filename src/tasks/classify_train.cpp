@@ -16,7 +16,7 @@
 #include "train/optim.h"
 #include "train/schedule.h"
 #include "train/trainer.h"
-#include "viz/plot.h"
+#include "viz/loss_plot.h"
 
 namespace xlstm {
 
@@ -139,21 +139,6 @@ Eval evaluate(Classifier& model, const Encoded& e, const std::vector<double>& w,
   return r;
 }
 
-void plot_losses(const std::string& out, const std::string& csv) {
-  MetricsTable t = read_metrics_csv(csv);
-  LinePlot p;
-  p.title = "classifier: training and validation loss";
-  p.xlabel = "step";
-  p.ylabel = "weighted cross-entropy (nats/row)";
-  Series tr{"train", {}, {}, 0}, va{"validation", {}, {}, 0};
-  const auto steps = t.values("step"), loss = t.values("loss"), vl = t.values("val_loss");
-  for (size_t i = 0; i < steps.size(); ++i) {
-    if (std::isfinite(loss[i])) { tr.x.push_back(steps[i]); tr.y.push_back(loss[i]); }
-    if (std::isfinite(vl[i])) { va.x.push_back(steps[i]); va.y.push_back(vl[i]); }
-  }
-  p.series = {tr, va};
-  save_line_plot(out + "/loss.png", p);
-}
 
 json metrics_json(const ClassMetrics& m, const std::vector<std::string>& classes) {
   return {{"rows", m.n},          {"accuracy", m.accuracy}, {"macro_f1", m.macro_f1},
@@ -386,7 +371,8 @@ ClassifyTrainResult train_classifier(const ClassifyTrainConfig& cfg, const json&
     if (progress) progress(pr);
     if (do_eval) {
       save(ck_dir, step, json::object());
-      plot_losses(out, metrics.csv_path());
+      save_loss_plot(out + "/loss.png", metrics.csv_path(), "classifier: training and validation loss",
+                     "weighted cross-entropy (nats/row)");
     }
     if (has_val && cfg.patience > 0 && bad_evals >= cfg.patience) { res.stop_reason = "early stopping"; break; }
     if (out_of_time && !last) { res.stop_reason = "time"; break; }

@@ -18,6 +18,7 @@
 #include "train/optim.h"
 #include "train/schedule.h"
 #include "train/trainer.h"
+#include "viz/loss_plot.h"
 #include "viz/plot.h"
 
 namespace xlstm {
@@ -185,21 +186,6 @@ double batch_loss(const ForecastSpec& sp, int64_t B, const float* out, const flo
   return point_loss<float>(sp.loss, B * H, out, y, dout, scale);
 }
 
-void plot_losses(const std::string& out, const std::string& csv, const ForecastSpec& sp) {
-  MetricsTable t = read_metrics_csv(csv);
-  LinePlot p;
-  p.title = "forecaster: training and validation loss";
-  p.xlabel = "step";
-  p.ylabel = str(forecast_loss_name(sp.loss), " loss (normalised units)");
-  Series tr{"train", {}, {}, 0}, va{"validation", {}, {}, 0};
-  const auto steps = t.values("step"), loss = t.values("loss"), vl = t.values("val_loss");
-  for (size_t i = 0; i < steps.size(); ++i) {
-    if (std::isfinite(loss[i])) tr.x.push_back(steps[i]), tr.y.push_back(loss[i]);
-    if (std::isfinite(vl[i])) va.x.push_back(steps[i]), va.y.push_back(vl[i]);
-  }
-  p.series = {tr, va};
-  save_line_plot(out + "/loss.png", p);
-}
 
 }  // namespace
 
@@ -383,7 +369,10 @@ ForecastTrainResult train_forecaster(const ForecastTrainConfig& cfg,
       pr.val_loss = vl;
       pr.best_val = best_val;
       if (on_progress) on_progress(pr);
-      if (do_eval) plot_losses(out, metrics.csv_path(), spec);
+      if (do_eval)
+        save_loss_plot(out + "/loss.png", metrics.csv_path(),
+                       "forecaster: training and validation loss",
+                       str(forecast_loss_name(spec.loss), " loss (normalised units)"));
     }
     if (!val_origins.empty() && cfg.patience > 0 && bad_evals >= cfg.patience) {
       reason = "early stopping";

@@ -15,7 +15,7 @@
 #include "train/checkpoint.h"
 #include "train/clip.h"
 #include "train/tbptt.h"
-#include "viz/plot.h"
+#include "viz/loss_plot.h"
 
 namespace xlstm {
 
@@ -141,21 +141,6 @@ double evaluate(Run& r) {
   return count ? sum / (double)count : std::nan("");
 }
 
-void plot_losses(const std::string& out, const std::string& csv) {
-  MetricsTable t = read_metrics_csv(csv);
-  LinePlot p;
-  p.title = "training and validation loss";
-  p.xlabel = "step";
-  p.ylabel = "cross-entropy (nats/token)";
-  Series tr{"train", {}, {}, 0}, va{"validation", {}, {}, 0};
-  const auto steps = t.values("step"), loss = t.values("loss"), vl = t.values("val_loss");
-  for (size_t i = 0; i < steps.size(); ++i) {
-    if (std::isfinite(loss[i])) { tr.x.push_back(steps[i]); tr.y.push_back(loss[i]); }
-    if (std::isfinite(vl[i])) { va.x.push_back(steps[i]); va.y.push_back(vl[i]); }
-  }
-  p.series = {tr, va};
-  save_line_plot(out + "/loss.png", p);
-}
 
 // A run interrupted after its last checkpoint logged rows the resumed run will log again:
 // keep only the rows up to the checkpoint's step (the first CSV column and the JSONL "step").
@@ -427,7 +412,8 @@ TrainResult train_language_model(const TrainConfig& cfg_in, json model_config, b
     if (do_eval) {
       r.elapsed_before = el;
       save_checkpoint(ck_dir, make_checkpoint(r));
-      plot_losses(out, metrics.csv_path());
+      save_loss_plot(out + "/loss.png", metrics.csv_path(), "training and validation loss",
+                     "cross-entropy (nats/token)");
     }
     if (has_val && r.cfg.patience > 0 && r.bad_evals >= r.cfg.patience) { reason = "early stopping"; break; }
     if (stop_now) { reason = "stop_at"; break; }
