@@ -19,11 +19,18 @@ inline T gelu_grad(T x) {
   return cdf + x * pdf;
 }
 
-// One loop per activation so that each inner loop is a straight elementwise map.
+// One loop per activation so that each inner loop is a straight elementwise map. The loops index
+// the arrays themselves (a lambda indexing captured pointers made GCC emit gathers and scatters);
+// in place (y == x, dx == dy) is allowed: element i reads only index i before writing it.
 template <class T, class F>
-void map(int64_t n, F f) {
+void map1(int64_t n, const T* x, T* y, F f) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) f(i);
+  for (int64_t i = 0; i < n; ++i) y[i] = f(x[i]);
+}
+template <class T, class F>
+void map2(int64_t n, const T* x, const T* dy, T* dx, F f) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) dx[i] = f(x[i], dy[i]);
 }
 
 }  // namespace
@@ -34,15 +41,13 @@ void act_forward(Act a, int64_t n, const T* x, T* y) {
     case Act::Identity:
       if (x != y) std::copy(x, x + n, y);
       return;
-    case Act::Sigmoid: map<T>(n, [&](int64_t i) { y[i] = PwMath<T>::sigmoid(x[i]); }); return;
-    case Act::Tanh: map<T>(n, [&](int64_t i) { y[i] = PwMath<T>::tanh(x[i]); }); return;
-    case Act::SiLU: map<T>(n, [&](int64_t i) { y[i] = x[i] * PwMath<T>::sigmoid(x[i]); }); return;
+    case Act::Sigmoid: map1(n, x, y, [](T v) { return PwMath<T>::sigmoid(v); }); return;
+    case Act::Tanh: map1(n, x, y, [](T v) { return PwMath<T>::tanh(v); }); return;
+    case Act::SiLU: map1(n, x, y, [](T v) { return v * PwMath<T>::sigmoid(v); }); return;
     case Act::GELU:
-      map<T>(n, [&](int64_t i) {
-        y[i] = T(0.5) * x[i] * (T(1) + std::erf(x[i] * T(0.70710678118654752440)));
-      });
+      map1(n, x, y, [](T v) { return T(0.5) * v * (T(1) + std::erf(v * T(0.70710678118654752440))); });
       return;
-    case Act::ReLU: map<T>(n, [&](int64_t i) { y[i] = x[i] > T(0) ? x[i] : T(0); }); return;
+    case Act::ReLU: map1(n, x, y, [](T v) { return v > T(0) ? v : T(0); }); return;
   }
 }
 
@@ -53,26 +58,26 @@ void act_backward(Act a, int64_t n, const T* x, const T* dy, T* dx) {
       if (dy != dx) std::copy(dy, dy + n, dx);
       return;
     case Act::Sigmoid:
-      map<T>(n, [&](int64_t i) {
-        const T s = PwMath<T>::sigmoid(x[i]);
-        dx[i] = dy[i] * s * (T(1) - s);
+      map2(n, x, dy, dx, [](T v, T g) {
+        const T s = PwMath<T>::sigmoid(v);
+        return g * s * (T(1) - s);
       });
       return;
     case Act::Tanh:
-      map<T>(n, [&](int64_t i) {
-        const T t = std::tanh(x[i]);
-        dx[i] = dy[i] * (T(1) - t * t);
+      map2(n, x, dy, dx, [](T v, T g) {
+        const T t = PwMath<T>::tanh(v);
+        return g * (T(1) - t * t);
       });
       return;
     case Act::SiLU:
-      map<T>(n, [&](int64_t i) {
-        const T s = PwMath<T>::sigmoid(x[i]);
-        dx[i] = dy[i] * s * (T(1) + x[i] * (T(1) - s));
+      map2(n, x, dy, dx, [](T v, T g) {
+        const T s = PwMath<T>::sigmoid(v);
+        return g * s * (T(1) + v * (T(1) - s));
       });
       return;
-    case Act::GELU: map<T>(n, [&](int64_t i) { dx[i] = dy[i] * gelu_grad(x[i]); }); return;
+    case Act::GELU: map2(n, x, dy, dx, [](T v, T g) { return g * gelu_grad(v); }); return;
     // Subgradient 0 at x == 0, as torch.
-    case Act::ReLU: map<T>(n, [&](int64_t i) { dx[i] = x[i] > T(0) ? dy[i] : T(0); }); return;
+    case Act::ReLU: map2(n, x, dy, dx, [](T v, T g) { return v > T(0) ? g : T(0); }); return;
   }
 }
 

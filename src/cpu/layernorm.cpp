@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace xlstm {
 
@@ -11,24 +12,36 @@ namespace xlstm {
 // double for both T = float and T = double; mean and rstd are stored as T.
 namespace {
 
+// The effective per-feature scale (w, 1 + w, or the constant 1 / 0 without a weight), in double.
+// Kept per thread and grown only (no allocation per call at a fixed width).
 template <class T>
-inline double eff_scale(const T* w, NormScale scale, int64_t j) {
-  const double wj = w ? (double)w[j] : (scale == NormScale::Plain ? 1.0 : 0.0);
-  return scale == NormScale::OnePlusWeight ? 1.0 + wj : wj;
+const double* effective_scale(const T* w, NormScale scale, int64_t C) {
+  thread_local std::vector<double> buf;
+  if ((int64_t)buf.size() < C) buf.resize((size_t)C);
+  for (int64_t j = 0; j < C; ++j) {
+    const double wj = w ? (double)w[j] : (scale == NormScale::Plain ? 1.0 : 0.0);
+    buf[(size_t)j] = scale == NormScale::OnePlusWeight ? 1.0 + wj : wj;
+  }
+  return buf.data();
 }
 
+// The row loops below are `omp simd` reductions in double: the summation order is fixed by
+// the vector width (not by the thread count), so results stay deterministic.
 template <class T>
 void norm_forward(int64_t N, int64_t G, int64_t D, const T* x, const T* w, const T* b, double eps,
                   NormScale scale, T* y, T* mean, T* rstd) {
   const int64_t C = G * D, rows = N * G;
+  const double* sc_all = effective_scale(w, scale, C);
 #pragma omp parallel for schedule(static) if (rows * D > 16384)
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t off = (r / G) * C + (r % G) * D, j0 = (r % G) * D;
     const T* xr = x + off;
     double s = 0;
+#pragma omp simd reduction(+ : s)
     for (int64_t d = 0; d < D; ++d) s += (double)xr[d];
     const double mu = s / (double)D;
     double v = 0;
+#pragma omp simd reduction(+ : v)
     for (int64_t d = 0; d < D; ++d) {
       const double c = (double)xr[d] - mu;
       v += c * c;
@@ -37,9 +50,15 @@ void norm_forward(int64_t N, int64_t G, int64_t D, const T* x, const T* w, const
     mean[r] = (T)mu;
     rstd[r] = (T)rs;
     T* yr = y + off;
-    for (int64_t d = 0; d < D; ++d) {
-      const double xhat = ((double)xr[d] - mu) * rs;
-      yr[d] = (T)(xhat * eff_scale(w, scale, j0 + d) + (b ? (double)b[j0 + d] : 0.0));
+    const double* sc = sc_all + j0;
+    if (b) {
+      const T* br = b + j0;
+#pragma omp simd
+      for (int64_t d = 0; d < D; ++d)
+        yr[d] = (T)(((double)xr[d] - mu) * rs * sc[d] + (double)br[d]);
+    } else {
+#pragma omp simd
+      for (int64_t d = 0; d < D; ++d) yr[d] = (T)(((double)xr[d] - mu) * rs * sc[d]);
     }
   }
 }
@@ -48,7 +67,8 @@ template <class T>
 void norm_backward(int64_t N, int64_t G, int64_t D, const T* x, const T* w, NormScale scale,
                    const T* mean, const T* rstd, const T* dy, T* dx, T* dw, T* db) {
   const int64_t C = G * D, rows = N * G;
-  // dw, db first: dx may alias dy. Column blocks over the C features, rows summed in order.
+  // dw, db first: dx may alias dy. Column blocks over the C features, rows summed in order;
+  // a block is cut where a group ends so that each piece has one (mean, rstd).
   if (dw || db) {
     constexpr int64_t kBlock = 64;
     const int64_t nblocks = (C + kBlock - 1) / kBlock;
@@ -59,10 +79,19 @@ void norm_backward(int64_t N, int64_t G, int64_t D, const T* x, const T* w, Norm
       for (int64_t n = 0; n < N; ++n) {
         const T* xr = x + n * C;
         const T* dyr = dy + n * C;
-        for (int64_t j = j0; j < j1; ++j) {
-          const int64_t r = n * G + j / D;
-          aw[j - j0] += (double)dyr[j] * ((double)xr[j] - (double)mean[r]) * (double)rstd[r];
-          ab[j - j0] += (double)dyr[j];
+        for (int64_t j = j0; j < j1;) {
+          const int64_t g = j / D, je = std::min(j1, (g + 1) * D), r = n * G + g;
+          const double mu = (double)mean[r], rs = (double)rstd[r];
+          double* awj = aw + (j - j0);
+          double* abj = ab + (j - j0);
+          const T* xj = xr + j;
+          const T* dyj = dyr + j;
+#pragma omp simd
+          for (int64_t k = 0; k < je - j; ++k) {
+            awj[k] += (double)dyj[k] * (((double)xj[k] - mu) * rs);
+            abj[k] += (double)dyj[k];
+          }
+          j = je;
         }
       }
       for (int64_t j = j0; j < j1; ++j) {
@@ -72,23 +101,27 @@ void norm_backward(int64_t N, int64_t G, int64_t D, const T* x, const T* w, Norm
     }
   }
   // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * scale.
+  const double* sc_all = effective_scale(w, scale, C);
 #pragma omp parallel for schedule(static) if (rows * D > 16384)
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t off = (r / G) * C + (r % G) * D, j0 = (r % G) * D;
     const T* xr = x + off;
     const T* dyr = dy + off;
+    const double* sc = sc_all + j0;
     const double mu = (double)mean[r], rs = (double)rstd[r];
     double sg = 0, sgx = 0;
+#pragma omp simd reduction(+ : sg, sgx)
     for (int64_t d = 0; d < D; ++d) {
-      const double g = (double)dyr[d] * eff_scale(w, scale, j0 + d);
+      const double g = (double)dyr[d] * sc[d];
       sg += g;
-      sgx += g * ((double)xr[d] - mu) * rs;
+      sgx += g * (((double)xr[d] - mu) * rs);
     }
     sg /= (double)D;
     sgx /= (double)D;
     T* dxr = dx + off;
+#pragma omp simd
     for (int64_t d = 0; d < D; ++d) {
-      const double g = (double)dyr[d] * eff_scale(w, scale, j0 + d);
+      const double g = (double)dyr[d] * sc[d];
       const double xhat = ((double)xr[d] - mu) * rs;
       dxr[d] = (T)(rs * (g - sg - xhat * sgx));
     }
