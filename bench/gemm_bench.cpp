@@ -2,7 +2,8 @@
 // (M = batch, N = 4H, K = H, weights transposed), the whole-sequence input projection
 // (M = B*T) and the weight-gradient product (K = B*T). Compares oneDNN's dnnl_sgemm (packs B
 // on every call), Debian's OpenBLAS cblas_sgemm, and a oneDNN matmul primitive whose weights
-// are reordered to the blocked layout once (what a recurrent loop can do).
+// are reordered to the blocked layout once (what a recurrent loop can do). grad_tn/*: the
+// weight-gradient product (transposed A) through oneDNN's sgemm and through gemm_tn.
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "cpu/gemm.h"
+#include "cpu/gemm_tn.h"
 #include "xlstm/rng.h"
 
 namespace {
@@ -88,7 +90,34 @@ void shapes(benchmark::internal::Benchmark* b) {
   b->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
+// Weight-gradient shape: C (M, N) += A^T B, A stored (K, M) with row stride lda (a column block
+// of a wider activation gradient), B (K, N). args: M, N, K, lda.
+template <bool Ours>
+void BM_grad_tn(benchmark::State& st) {
+  const int64_t M = st.range(0), N = st.range(1), K = st.range(2), lda = st.range(3);
+  auto A = rnd(K * lda, 1), B = rnd(K * N, 2);
+  std::vector<float> C(M * N);
+  for (auto _ : st) {
+    if (Ours)
+      xlstm::gemm_tn(M, N, K, A.data(), lda, B.data(), N, 0.f, C.data(), N);
+    else
+      xlstm::gemm<float>(xlstm::Trans::T, xlstm::Trans::N, M, N, K, 1.f, A.data(), lda, B.data(),
+                         N, 0.f, C.data(), N);
+    benchmark::DoNotOptimize(C.data());
+  }
+  set_counters(st, M, N, K);
+}
+
+void grad_shapes(benchmark::internal::Benchmark* b) {
+  b->Args({512, 128, 4096, 2048});     // sLSTM dR per head (B 16, T 256, H 512, 4 heads)
+  b->Args({128, 128, 4096, 512});      // headwise projection dW per head (sLSTM layer, D 512)
+  b->Args({2048, 512, 16384, 2048});   // LSTM dW_ih (B 64, T 256, I = H = 512)
+  b->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
 BENCHMARK(BM_dnnl_sgemm)->Apply(shapes);
+BENCHMARK_TEMPLATE(BM_grad_tn, false)->Name("grad_tn/dnnl_sgemm")->Apply(grad_shapes);
+BENCHMARK_TEMPLATE(BM_grad_tn, true)->Name("grad_tn/gemm_tn")->Apply(grad_shapes);
 BENCHMARK(BM_openblas_sgemm)->Apply(shapes);
 BENCHMARK(BM_dnnl_matmul_packed)->Apply(shapes);
 

@@ -3,6 +3,9 @@
 #include <algorithm>
 
 #include "cpu/gemm.h"
+#include "cpu/gemm_tn.h"
+
+#include <type_traits>
 
 namespace xlstm {
 
@@ -29,8 +32,11 @@ void headwise_backward(int64_t N, int64_t NH, int64_t I, int64_t O, const T* x, 
     if (dx)
       gemm<T>(Trans::N, Trans::N, N, I, O, T(1), dy + h * O, NH * O, W + h * O * I, I, T(0),
               dx + h * I, NH * I);
-    gemm<T>(Trans::T, Trans::N, O, I, N, T(1), dy + h * O, NH * O, x + h * I, NH * I, T(1),
-            dW + h * O * I, I);
+    if constexpr (std::is_same_v<T, float>)  // the transposed-A shape: our kernel (gemm_tn.h)
+      gemm_tn(O, I, N, dy + h * O, NH * O, x + h * I, NH * I, 1.0f, dW + h * O * I, I);
+    else
+      gemm<T>(Trans::T, Trans::N, O, I, N, T(1), dy + h * O, NH * O, x + h * I, NH * I, T(1),
+              dW + h * O * I, I);
   }
   if (!db) return;
   // Column sums of dy: column blocks in parallel, rows in order (deterministic).

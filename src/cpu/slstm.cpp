@@ -11,6 +11,7 @@
 #include <omp.h>
 
 #include "cpu/gemm.h"
+#include "cpu/gemm_tn.h"
 #include "cpu/packed_gemm.h"
 #include "xlstm/error.h"
 
@@ -377,27 +378,38 @@ void slstm_backward(const SlstmShape& s, const SlstmLayout& L, const T* R, const
   if (dstate0) std::memcpy(dstate0, dyr, sizeof(T) * 4 * BH);
 
   // dR_h (4DH, DH) += draw_h^T (4DH, T*B) . y_prev_h (T*B, DH): one GEMM per head over all steps.
+  // dbias[g*H + h*DH + d] += sum over (t, b) of draw[.., h, g, d]: for float the column sums of
+  // the same pass (gemm_tn), for double a separate reduction; rows in order (deterministic).
   const T* yprev = st.y(0);
-  for (int64_t h = 0; h < NH; ++h)
-    gemm<T>(Trans::T, Trans::N, 4 * DH, DH, Tn * B, T(1), cache.draw.data() + h * 4 * DH, G,
-            yprev + h * DH, H, T(1), dR + h * 4 * DH * DH, DH);
-
-  // dbias[g*H + h*DH + d] += sum over (t, b) of draw[.., h, g, d]; columns in parallel, rows in
-  // order (deterministic).
   const int64_t rows = Tn * B;
   const T* dr = cache.draw.data();
-#pragma omp parallel for schedule(static) if (rows * G >= 65536)
-  for (int64_t col = 0; col < G; col += kCols) {
-    const int64_t n = std::min(kCols, G - col);
-    double acc[kCols] = {};
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* src = dr + r * G + col;
-#pragma omp simd
-      for (int64_t k = 0; k < n; ++k) acc[k] += (double)src[k];
+  auto add_bias = [&](int64_t c, double v) {  // c: column of draw (h, g, d)
+    const int64_t h = c / (4 * DH), g = (c / DH) % 4, d = c % DH;
+    dbias[g * H + h * DH + d] += (T)v;
+  };
+  if constexpr (std::is_same_v<T, float>) {
+    std::vector<double>& sums = cache.colsum;
+    sums.assign((size_t)(4 * DH), 0.0);
+    for (int64_t h = 0; h < NH; ++h) {
+      std::fill(sums.begin(), sums.end(), 0.0);
+      gemm_tn(4 * DH, DH, rows, dr + h * 4 * DH, G, yprev + h * DH, H, 1.0f,
+              dR + h * 4 * DH * DH, DH, sums.data());
+      for (int64_t k = 0; k < 4 * DH; ++k) add_bias(h * 4 * DH + k, sums[(size_t)k]);
     }
-    for (int64_t k = 0; k < n; ++k) {
-      const int64_t c = col + k, h = c / (4 * DH), g = (c / DH) % 4, d = c % DH;
-      dbias[g * H + h * DH + d] += (T)acc[k];
+  } else {
+    for (int64_t h = 0; h < NH; ++h)
+      gemm<T>(Trans::T, Trans::N, 4 * DH, DH, rows, T(1), dr + h * 4 * DH, G, yprev + h * DH, H,
+              T(1), dR + h * 4 * DH * DH, DH);
+#pragma omp parallel for schedule(static) if (rows * G >= 65536)
+    for (int64_t col = 0; col < G; col += kCols) {
+      const int64_t n = std::min(kCols, G - col);
+      double acc[kCols] = {};
+      for (int64_t r = 0; r < rows; ++r) {
+        const T* src = dr + r * G + col;
+#pragma omp simd
+        for (int64_t k = 0; k < n; ++k) acc[k] += (double)src[k];
+      }
+      for (int64_t k = 0; k < n; ++k) add_bias(col + k, acc[k]);
     }
   }
 }
