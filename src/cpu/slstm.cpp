@@ -202,6 +202,13 @@ inline void forward_unit_row(const SlstmShape& s, const SlstmLayout& L, const T*
   if (t + 1 < Tn) {
     for (int64_t g = 0; g < 4; ++g) prefetch_row(xr + L.x_t + g * L.x_g, DH, false);
     prefetch_row(yr + L.y_t, DH, true);
+    // What step t+1 writes for this row: gates, sgf, code, states t+2 (rows a step apart are
+    // B*H or more floats apart: too far for the hardware prefetcher).
+    prefetch_row(cache.gates.data() + (t + 1) * s.B * G + r * 4 * DH, 4 * DH, true);
+    prefetch_row(cache.sgf.data() + (t + 1) * s.B * H + o, DH, true);
+    prefetch_row(cache.code.data() + (t + 1) * s.B * H + o, DH, true);
+    if (t + 2 <= Tn)
+      for (T* p : {st.y(t + 2), st.c(t + 2), st.n(t + 2), st.m(t + 2)}) prefetch_row(p + o, DH, true);
   }
   for (int64_t g = 0; g < 4; ++g) {  // raw = (Wx + Ry) + b, the official order
     T* dst = rr + g * DH;
@@ -253,6 +260,13 @@ inline void backward_unit_row(const SlstmShape& s, const SlstmLayout& L, const T
   if (t > 0) {
     for (int64_t g = 0; g < 4; ++g) prefetch_row(dxr - L.x_t + g * L.x_g, DH, true);
     if (dyo) prefetch_row(dyo - L.y_t, DH, false);
+    // What step t-1 reads and writes for this row; of the states it reads c(t), n(t) hot (step t
+    // read them too), c(t-1), n(t-1), y(t) not.
+    prefetch_row(cache.gates.data() + (t - 1) * B * G + r * 4 * DH, 4 * DH, false);
+    prefetch_row(cache.sgf.data() + (t - 1) * BH + o, DH, false);
+    prefetch_row(cache.code.data() + (t - 1) * BH + o, DH, false);
+    prefetch_row(cache.draw.data() + (t - 1) * B * G + r * 4 * DH, 4 * DH, true);
+    for (const T* p : {st.c(t - 1), st.n(t - 1), st.y(t)}) prefetch_row(p + o, DH, false);
   }
 #pragma omp simd
   for (int64_t d = 0; d < DH; ++d) {
