@@ -79,36 +79,44 @@ TileFn pick(int mr, int nv) {
 
 }  // namespace
 
-void gemm_tn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-             int64_t ldb, float beta, float* C, int64_t ldc, double* colsum) {
-  if (M <= 0 || N <= 0) return;
+void gemm_tn(int64_t M, int64_t N, int64_t K, const float* A0, int64_t lda, const float* B0,
+             int64_t ldb, float beta, float* C0, int64_t ldc, double* colsum,
+             const TnLayout& lay) {
+  if (M <= 0 || N <= 0 || lay.groups <= 0) return;
+  const int64_t S = lay.segments > 0 ? lay.segments : 0;
+  if (S == 0) K = 0;
 #if defined(__AVX512F__)
-  const int64_t tiles = (M + kMR - 1) / kMR;
+  const int64_t tpg = (M + kMR - 1) / kMR, tiles = tpg * lay.groups;  // row tiles per group, all
   const bool overwrite0 = beta == 0.0f;
   if (K <= 0) {
     if (overwrite0)
-      for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.0f);
+      for (int64_t q = 0; q < lay.groups; ++q)
+        for (int64_t i = 0; i < M; ++i)
+          std::fill(C0 + q * lay.c_grp + i * ldc, C0 + q * lay.c_grp + i * ldc + N, 0.0f);
     return;
   }
-  const double flops = 2.0 * (double)M * (double)N * (double)K;
+  const double flops = 2.0 * (double)M * (double)lay.groups * (double)N * (double)K * (double)S;
 #pragma omp parallel if (flops > 4e6 && tiles > 1)
   {
-    // Each thread owns a contiguous range of row tiles of C for all of K. (Splitting the column
-    // panels too, when row tiles are few, was slower: every thread then reads all of A.)
+    // Each thread owns a contiguous range of row tiles of C (over all groups) for all of K.
+    // (Splitting the column panels too, when row tiles are few, was slower: every thread then
+    // reads all of A.)
     const int nth = omp_get_num_threads(), th = omp_get_thread_num();
     const int64_t t0 = tiles * th / nth, t1 = tiles * (th + 1) / nth;
-    const int64_t jtiles = (N + kNR - 1) / kNR, jt0 = 0;
-    const int64_t i_begin = std::min(M, t0 * kMR), i_end = std::min(M, t1 * kMR);
+    const int64_t jtiles = (N + kNR - 1) / kNR;
+    const int64_t nblk = (K + kKC - 1) / kKC;  // blocks per segment
     // B's block: jtiles panels of (kKC, kNR), 64-byte aligned; the column sums of A's block.
     thread_local std::vector<float> bbuf, sbuf;
     float* Bp = grow(bbuf, (size_t)(jtiles * kKC * kNR + 16));
     Bp += (16 - ((uintptr_t)Bp / 4) % 16) % 16;
-    float* sums = grow(sbuf, (size_t)(i_end - i_begin + 1));
-    for (int64_t k0 = 0; k0 < K && t0 < t1; k0 += kKC) {
-      const int64_t kc = std::min(kKC, K - k0);
-      const bool overwrite = overwrite0 && k0 == 0;
+    float* sums = grow(sbuf, (size_t)((t1 - t0) * kMR + 1));
+    for (int64_t blk = 0; blk < S * nblk && t0 < t1; ++blk) {
+      const int64_t sg = blk / nblk, k0 = (blk % nblk) * kKC, kc = std::min(kKC, K - k0);
+      const bool overwrite = overwrite0 && blk == 0;
+      const float* A = A0 + sg * lay.a_seg;
+      const float* B = B0 + sg * lay.b_seg;
       for (int64_t jt = 0; jt < jtiles; ++jt) {
-        const int64_t j0 = (jt0 + jt) * kNR, nc = std::min(kNR, N - j0);
+        const int64_t j0 = jt * kNR, nc = std::min(kNR, N - j0);
         float* panel = Bp + jt * kKC * kNR;
         for (int64_t k = 0; k < kc; ++k) {
           const float* src = B + (k0 + k) * ldb + j0;
@@ -118,33 +126,44 @@ void gemm_tn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const
         }
       }
       for (int64_t t = t0; t < t1; ++t) {
-        const int64_t i0 = t * kMR;
+        const int64_t q = t / tpg, i0 = (t % tpg) * kMR;
         const int mr = (int)std::min(kMR, M - i0);
+        const float* Aq = A + q * lay.a_grp;
+        float* Cq = C0 + q * lay.c_grp;
         for (int64_t jt = 0; jt < jtiles; ++jt) {
-          const int64_t j0 = (jt0 + jt) * kNR, nc = std::min(kNR, N - j0);
+          const int64_t j0 = jt * kNR, nc = std::min(kNR, N - j0);
           const int nv = (int)((nc + 15) / 16);
           const __mmask16 last = (__mmask16)(nc % 16 == 0 ? 0xFFFF : (1u << (nc % 16)) - 1);
-          const TileFn f = pick(mr, nv);
-          f(kc, A + k0 * lda + i0, lda, Bp + jt * kKC * kNR, C + i0 * ldc + j0, ldc, last,
-            overwrite);
+          pick(mr, nv)(kc, Aq + k0 * lda + i0, lda, Bp + jt * kKC * kNR, Cq + i0 * ldc + j0, ldc,
+                       last, overwrite);
         }
       }
-      if (colsum && jt0 == 0) {  // this block of A, this thread's columns: in L2 now, read in order
-        for (int64_t i = i_begin; i < i_end; ++i) sums[i - i_begin] = 0.0f;
-        for (int64_t k = 0; k < kc; ++k) {
-          const float* src = A + (k0 + k) * lda;
+      if (colsum)  // this block of A, this thread's columns (per group): in L2 now, read in order
+        for (int64_t q = t0 / tpg; q * tpg < t1; ++q) {
+          const int64_t i_begin = std::max(t0 - q * tpg, int64_t{0}) * kMR,
+                        i_end = std::min(M, std::min(t1 - q * tpg, tpg) * kMR);
+          const float* Aq = A + q * lay.a_grp;
+          for (int64_t i = i_begin; i < i_end; ++i) sums[i - i_begin] = 0.0f;
+          for (int64_t k = 0; k < kc; ++k) {
+            const float* src = Aq + (k0 + k) * lda;
 #pragma omp simd
-          for (int64_t i = i_begin; i < i_end; ++i) sums[i - i_begin] += src[i];
+            for (int64_t i = i_begin; i < i_end; ++i) sums[i - i_begin] += src[i];
+          }
+          for (int64_t i = i_begin; i < i_end; ++i) colsum[q * M + i] += (double)sums[i - i_begin];
         }
-        for (int64_t i = i_begin; i < i_end; ++i) colsum[i] += (double)sums[i - i_begin];
-      }
     }
   }
 #else
-  gemm<float>(Trans::T, Trans::N, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
-  if (colsum)
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t i = 0; i < M; ++i) colsum[i] += (double)A[k * lda + i];
+  for (int64_t q = 0; q < lay.groups; ++q)
+    for (int64_t sg = 0; sg < std::max<int64_t>(1, S); ++sg) {
+      const float* A = A0 + sg * lay.a_seg + q * lay.a_grp;
+      const float* B = B0 + sg * lay.b_seg;
+      gemm<float>(Trans::T, Trans::N, M, N, K, 1.0f, A, lda, B, ldb, sg == 0 ? beta : 1.0f,
+                  C0 + q * lay.c_grp, ldc);
+      if (colsum)
+        for (int64_t k = 0; k < K; ++k)
+          for (int64_t i = 0; i < M; ++i) colsum[q * M + i] += (double)A[k * lda + i];
+    }
 #endif
 }
 

@@ -14,10 +14,23 @@
 
 namespace xlstm {
 
-// A: (K, M) read, row stride lda >= M. B: (K, N) read, row stride ldb >= N.
-// C: (M, N) row stride ldc >= N, written (beta = 0) or accumulated (beta = 1).
-// colsum: (M) accumulated, may be null.
+// Where the operands lie when they are not one plain matrix each:
+//  - K in `segments` segments of K rows: segment s's rows start at A + s * a_seg and
+//    B + s * b_seg (a (B, T) sequence whose two operands order batch and time differently);
+//    the sum runs over the segments in order.
+//  - M in `groups` groups of M rows of C: group q's columns of A start at A + q * a_grp, its
+//    rows of C at C + q * c_grp, its column sums at colsum + q * M (the four gates of a head
+//    kept in separate slabs); B is shared and packed once for all groups.
+struct TnLayout {
+  int64_t segments = 1, a_seg = 0, b_seg = 0;
+  int64_t groups = 1, a_grp = 0, c_grp = 0;
+};
+
+// A: (K, M) per segment and group, read, row stride lda >= M. B: (K, N) per segment, read, row
+// stride ldb >= N. C: (M, N) per group, row stride ldc >= N, written (beta = 0) or accumulated
+// (beta = 1). colsum: (groups * M) accumulated, may be null.
 void gemm_tn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-             int64_t ldb, float beta, float* C, int64_t ldc, double* colsum = nullptr);
+             int64_t ldb, float beta, float* C, int64_t ldc, double* colsum = nullptr,
+             const TnLayout& lay = {});
 
 }  // namespace xlstm

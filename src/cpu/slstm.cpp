@@ -19,8 +19,6 @@ namespace xlstm {
 
 namespace {
 
-constexpr int64_t kCols = 64;  // columns per block of the bias reduction
-
 // Autograd weights of the three ties, one byte per unit and step: bits 0-1 = 2 * (share of dm
 // that goes to i_raw: max(i_raw, L) gives 1, 0, or 1/2 at a tie; the all-n-zero branch 1),
 // bits 2-3 = 2 * (weight of d exp(i_raw - m) through min(., 1): 1 below 1, 1/2 at 1, 0 above),
@@ -247,7 +245,7 @@ inline void backward_unit_row(const SlstmShape& s, const SlstmLayout& L, const T
   const T *ig = gr, *fg = gr + DH, *zt = gr + 2 * DH, *og = gr + 3 * DH;
   const T* sgf = cache.sgf.data() + t * BH;
   const uint8_t* code = cache.code.data() + t * BH;
-  T* dr = cache.draw.data() + t * B * G + r * 4 * DH;
+  T* dr = cache.draw.data() + r * 4 * DH;  // this step's d raw: the scratch the GEMM reads next
   T* dyr = cache.carry.data();
   T* dc = dyr + BH;
   T* dn = dc + BH;
@@ -265,7 +263,6 @@ inline void backward_unit_row(const SlstmShape& s, const SlstmLayout& L, const T
     prefetch_row(cache.gates.data() + (t - 1) * B * G + r * 4 * DH, 4 * DH, false);
     prefetch_row(cache.sgf.data() + (t - 1) * BH + o, DH, false);
     prefetch_row(cache.code.data() + (t - 1) * BH + o, DH, false);
-    prefetch_row(cache.draw.data() + (t - 1) * B * G + r * 4 * DH, 4 * DH, true);
     for (const T* p : {st.c(t - 1), st.n(t - 1), st.y(t)}) prefetch_row(p + o, DH, false);
   }
 #pragma omp simd
@@ -362,7 +359,7 @@ void slstm_backward(const SlstmShape& s, const SlstmLayout& L, const T* R, const
   const int64_t B = s.B, Tn = s.T, NH = s.NH, DH = s.DH, H = s.H(), BH = B * H, G = 4 * H;
   XLSTM_ASSERT(cache.valid && cache.shape.B == B && cache.shape.T == Tn && cache.shape.NH == NH &&
                cache.shape.DH == DH);
-  cache.draw.resize((size_t)(Tn * B * G));
+  cache.draw.resize((size_t)(B * G));
   cache.carry.resize((size_t)(4 * BH));
   StateView<T> st{cache.states.data(), (Tn + 1) * BH, BH};
   T* dyr = cache.carry.data();  // d y(t) from step t+1's recurrence, then d c, d n, d m
@@ -376,7 +373,7 @@ void slstm_backward(const SlstmShape& s, const SlstmLayout& L, const T* R, const
       mm.pack_bwd(h);
       for (int64_t t = Tn - 1; t >= 0; --t) {
         for (int64_t b = 0; b < B; ++b) backward_unit_row(s, L, dy, dx, cache, st, t, b, h);
-        if (t > 0 || dstate0) mm.bwd(h, cache.draw.data() + t * B * G, dyr);
+        if (t > 0 || dstate0) mm.bwd(h, cache.draw.data(), dyr);
       }
     }
   } else {
@@ -386,45 +383,41 @@ void slstm_backward(const SlstmShape& s, const SlstmLayout& L, const T* R, const
       for (int64_t r = 0; r < B * NH; ++r)
         backward_unit_row(s, L, dy, dx, cache, st, t, r / NH, r % NH);
       if (t > 0 || dstate0)  // d y(t-1) = sum_h draw_h (B, 4DH) . R_h (4DH, DH)
-        for (int64_t h = 0; h < NH; ++h) mm.bwd(h, cache.draw.data() + t * B * G, dyr);
+        for (int64_t h = 0; h < NH; ++h) mm.bwd(h, cache.draw.data(), dyr);
     }
   }
   if (dstate0) std::memcpy(dstate0, dyr, sizeof(T) * 4 * BH);
 
-  // dR_h (4DH, DH) += draw_h^T (4DH, T*B) . y_prev_h (T*B, DH): one GEMM per head over all steps.
-  // dbias[g*H + h*DH + d] += sum over (t, b) of draw[.., h, g, d]: for float the column sums of
-  // the same pass (gemm_tn), for double a separate reduction; rows in order (deterministic).
+  // dR_h (4DH, DH) += draw_h^T (4DH, T*B) . y_prev_h (T*B, DH), with draw read from dx (which
+  // holds the same values; draw itself is one step's scratch):
+  //   dR[h, g*DH + o, i] += sum over (b, t) of dx[b, t, g, h, o] * y(t)[b, h, i]
+  // and dbias[g*H + h*DH + o] += sum over (b, t) of dx[b, t, g, h, o]. dx orders its rows
+  // (b, t), the states (t, b): one segment of T rows per batch row; the four gates are four
+  // groups of rows of dR_h. For float one gemm_tn per head, the bias from the column sums of the
+  // same pass; fixed order (deterministic).
   const T* yprev = st.y(0);
-  const int64_t rows = Tn * B;
-  const T* dr = cache.draw.data();
-  auto add_bias = [&](int64_t c, double v) {  // c: column of draw (h, g, d)
-    const int64_t h = c / (4 * DH), g = (c / DH) % 4, d = c % DH;
-    dbias[g * H + h * DH + d] += (T)v;
-  };
-  if constexpr (std::is_same_v<T, float>) {
-    std::vector<double>& sums = cache.colsum;
-    sums.assign((size_t)(4 * DH), 0.0);
-    for (int64_t h = 0; h < NH; ++h) {
-      std::fill(sums.begin(), sums.end(), 0.0);
-      gemm_tn(4 * DH, DH, rows, dr + h * 4 * DH, G, yprev + h * DH, H, 1.0f,
-              dR + h * 4 * DH * DH, DH, sums.data());
-      for (int64_t k = 0; k < 4 * DH; ++k) add_bias(h * 4 * DH + k, sums[(size_t)k]);
+  std::vector<double>& sums = cache.colsum;
+  sums.resize((size_t)(4 * DH));
+  for (int64_t h = 0; h < NH; ++h) {
+    const T* A = dx + h * DH;      // gate g at + g*x_g; rows t: x_t apart; batch rows: x_b
+    const T* Bm = yprev + h * DH;  // rows t: BH apart; batch rows: H
+    T* C = dR + h * 4 * DH * DH;   // gate g's rows at + g*DH*DH
+    std::fill(sums.begin(), sums.end(), 0.0);
+    if constexpr (std::is_same_v<T, float>) {
+      gemm_tn(DH, DH, Tn, A, L.x_t, Bm, BH, 1.0f, C, DH, sums.data(),
+              {B, L.x_b, H, 4, L.x_g, DH * DH});
+    } else {
+      for (int64_t g = 0; g < 4; ++g)
+        for (int64_t b = 0; b < B; ++b) {
+          const T* Ab = A + g * L.x_g + b * L.x_b;
+          gemm<T>(Trans::T, Trans::N, DH, DH, Tn, T(1), Ab, L.x_t, Bm + b * H, BH, T(1),
+                  C + g * DH * DH, DH);
+          for (int64_t t = 0; t < Tn; ++t)
+            for (int64_t d = 0; d < DH; ++d) sums[(size_t)(g * DH + d)] += (double)Ab[t * L.x_t + d];
+        }
     }
-  } else {
-    for (int64_t h = 0; h < NH; ++h)
-      gemm<T>(Trans::T, Trans::N, 4 * DH, DH, rows, T(1), dr + h * 4 * DH, G, yprev + h * DH, H,
-              T(1), dR + h * 4 * DH * DH, DH);
-#pragma omp parallel for schedule(static) if (rows * G >= 65536)
-    for (int64_t col = 0; col < G; col += kCols) {
-      const int64_t n = std::min(kCols, G - col);
-      double acc[kCols] = {};
-      for (int64_t r = 0; r < rows; ++r) {
-        const T* src = dr + r * G + col;
-#pragma omp simd
-        for (int64_t k = 0; k < n; ++k) acc[k] += (double)src[k];
-      }
-      for (int64_t k = 0; k < n; ++k) add_bias(col + k, acc[k]);
-    }
+    for (int64_t g = 0; g < 4; ++g)
+      for (int64_t d = 0; d < DH; ++d) dbias[g * H + h * DH + d] += (T)sums[(size_t)(g * DH + d)];
   }
 }
 

@@ -20,9 +20,11 @@
 // Internal layout (the cache): states_all (4, T+1, B, H) like the official `all_states`; per
 // step the gate values (i, f, tanh z, sigmoid o) head-major (B, NH, 4, DH) so that one head's
 // four gates are contiguous for the per-head GEMMs (M = B); sigmoid(-f_raw) and one byte of tie
-// weights per unit. The backward reads them (no recomputation) and keeps d raw in the same
-// head-major layout; dR is one GEMM per head over all steps (K = B*T), float through gemm_tn
-// (cpu/gemm_tn.h), which also sums draw's columns for the bias gradient in the same pass.
+// weights per unit. The backward reads them (no recomputation); it writes d raw into dx and
+// into one step's head-major scratch (what the per-step GEMM reads), and dR is one GEMM per head
+// over all steps reading dx (K = B*T; float through gemm_tn, cpu/gemm_tn.h, which also
+// sums the columns for the bias gradient in the same pass). Writing d raw once per step instead
+// of twice (dx and a (T, B, ...) copy) halves the backward's largest write stream.
 // float computes the pointwise with vectorisable polynomial exp/log1p/tanh (~1e-7 relative);
 // double uses libm. Deterministic: fixed loop order, no atomics, results independent of the
 // thread count (threads split the (b, h) rows of a step).
@@ -66,9 +68,9 @@ struct SlstmCache {
   std::vector<T> sgf;            // (T, B, H): sigmoid(-f_raw) = d logsigmoid(f_raw) / d f_raw
   std::vector<uint8_t> code;     // (T, B, H): autograd tie weights (see slstm.cpp tie_code)
   std::vector<T> raw;            // (B, NH, 4, DH) forward scratch: one step's pre-activations
-  std::vector<T> draw;           // (T, B, NH, 4, DH) backward: d raw
+  std::vector<T> draw;           // (B, NH, 4, DH) backward: d raw of the current step
   std::vector<T> carry;          // (4, B, H) backward: running dy_rec, dc, dn, dm
-  std::vector<double> colsum;    // (4 DH) backward, float: one head's bias gradient
+  std::vector<double> colsum;    // (4 DH) backward: one head's bias gradient
   bool valid = false;            // a forward has filled states/raw/first for `shape`
   // float only: one oneDNN matmul per head and direction with R_h packed once per call;
   // created by slstm_forward (shared so that a copied cache shares it).
