@@ -57,7 +57,7 @@ void conv1d_forward(int64_t B, int64_t Tn, int64_t F, int64_t K, const T* x, con
 template <class T>
 void conv1d_backward(int64_t B, int64_t Tn, int64_t F, int64_t K, const T* x, const T* w,
                      const T* state_in, const T* dy, const T* dstate_out, T* dx, T* dw, T* dbias,
-                     T* dstate_in) {
+                     T* dstate_in, bool dx_accumulate) {
   const int64_t S = K - 1, P = S + Tn;
   const std::vector<T> wt = transpose_w(F, K, w);
   // dxpad[b, p] = sum_k w[:, k] * dy[b, p-k] (0 <= p-k < T) + dstate_out[b, p-T] (p >= T),
@@ -67,9 +67,15 @@ void conv1d_backward(int64_t B, int64_t Tn, int64_t F, int64_t K, const T* x, co
     for (int64_t p = 0; p < P; ++p) {
       T* out = p >= S ? dx + (b * Tn + (p - S)) * F : (dstate_in ? dstate_in + (b * S + p) * F : nullptr);
       if (!out) continue;
-      if (p >= Tn && dstate_out) std::copy(dstate_out + (b * S + (p - Tn)) * F,
-                                           dstate_out + (b * S + (p - Tn) + 1) * F, out);
-      else std::fill(out, out + F, T(0));
+      const T* ds = p >= Tn && dstate_out ? dstate_out + (b * S + (p - Tn)) * F : nullptr;
+      if (dx_accumulate && p >= S) {
+        if (ds)
+          for (int64_t f = 0; f < F; ++f) out[f] += ds[f];
+      } else if (ds) {
+        std::copy(ds, ds + F, out);
+      } else {
+        std::fill(out, out + F, T(0));
+      }
       for (int64_t k = std::max<int64_t>(0, p - Tn + 1); k < K && k <= p; ++k) {
         const T* dyr = dy + (b * Tn + (p - k)) * F;
         const T* wk = wt.data() + k * F;
@@ -106,7 +112,7 @@ void conv1d_backward(int64_t B, int64_t Tn, int64_t F, int64_t K, const T* x, co
   template void conv1d_forward<T>(int64_t, int64_t, int64_t, int64_t, const T*, const T*,       \
                                   const T*, const T*, T*, T*);                                  \
   template void conv1d_backward<T>(int64_t, int64_t, int64_t, int64_t, const T*, const T*,      \
-                                   const T*, const T*, const T*, T*, T*, T*, T*);
+                                   const T*, const T*, const T*, T*, T*, T*, T*, bool);
 XLSTM_INST(float)
 XLSTM_INST(double)
 #undef XLSTM_INST

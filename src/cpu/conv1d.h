@@ -16,11 +16,11 @@ void conv1d_forward(int64_t B, int64_t Tn, int64_t F, int64_t K, const T* x, con
                     const T* bias, const T* state_in, T* y, T* state_out);
 
 // dy: (B, T, F) read. dstate_out: (B, K-1, F) read, may be null (zero).
-// dx: (B, T, F) written. dw: (F, K) accumulated. dbias: (F) accumulated, may be null.
-// dstate_in: (B, K-1, F) written, may be null.
+// dx: (B, T, F) written, or accumulated with dx_accumulate. dw: (F, K) accumulated.
+// dbias: (F) accumulated, may be null. dstate_in: (B, K-1, F) written, may be null.
 template <class T>
 void conv1d_backward(int64_t B, int64_t Tn, int64_t F, int64_t K, const T* x, const T* w,
                      const T* state_in, const T* dy, const T* dstate_out, T* dx, T* dw, T* dbias,
-                     T* dstate_in);
+                     T* dstate_in, bool dx_accumulate = false);
 
 }  // namespace xlstm

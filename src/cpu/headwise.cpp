@@ -27,11 +27,11 @@ void headwise_forward(int64_t N, int64_t NH, int64_t I, int64_t O, const T* x, c
 
 template <class T>
 void headwise_backward(int64_t N, int64_t NH, int64_t I, int64_t O, const T* x, const T* W,
-                       const T* dy, T* dx, T* dW, T* db) {
+                       const T* dy, T* dx, T* dW, T* db, bool dx_accumulate) {
   for (int64_t h = 0; h < NH; ++h) {
     if (dx)
-      gemm<T>(Trans::N, Trans::N, N, I, O, T(1), dy + h * O, NH * O, W + h * O * I, I, T(0),
-              dx + h * I, NH * I);
+      gemm<T>(Trans::N, Trans::N, N, I, O, T(1), dy + h * O, NH * O, W + h * O * I, I,
+              dx_accumulate ? T(1) : T(0), dx + h * I, NH * I);
     if constexpr (std::is_same_v<T, float>)  // the transposed-A shape: our kernel (gemm_tn.h)
       gemm_tn(O, I, N, dy + h * O, NH * O, x + h * I, NH * I, 1.0f, dW + h * O * I, I);
     else
@@ -57,7 +57,7 @@ void headwise_backward(int64_t N, int64_t NH, int64_t I, int64_t O, const T* x, 
   template void headwise_forward<T>(int64_t, int64_t, int64_t, int64_t, const T*, const T*,     \
                                     const T*, T*);                                              \
   template void headwise_backward<T>(int64_t, int64_t, int64_t, int64_t, const T*, const T*,    \
-                                     const T*, T*, T*, T*);
+                                     const T*, T*, T*, T*, bool);
 XLSTM_INST(float)
 XLSTM_INST(double)
 #undef XLSTM_INST

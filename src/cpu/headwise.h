@@ -11,11 +11,11 @@ template <class T>
 void headwise_forward(int64_t N, int64_t NH, int64_t I, int64_t O, const T* x, const T* W,
                       const T* b, T* y);
 
-// dy: (N, NH*O) read. dx: (N, NH*I) written, may be null. dW: (NH, O, I) accumulated.
-// db: (NH*O) accumulated, may be null.
+// dy: (N, NH*O) read. dx: (N, NH*I) written, or accumulated with dx_accumulate; may be null.
+// dW: (NH, O, I) accumulated. db: (NH*O) accumulated, may be null.
 template <class T>
 void headwise_backward(int64_t N, int64_t NH, int64_t I, int64_t O, const T* x, const T* W,
-                       const T* dy, T* dx, T* dW, T* db);
+                       const T* dy, T* dx, T* dW, T* db, bool dx_accumulate = false);
 
 // Head-major <-> token-major layouts of per-head features, used around the mLSTM kernel:
 // src (B, S, NH, DH) read -> dst (B, NH, S, DH) written, and back.

@@ -310,12 +310,10 @@ Tensor MLSTMLayer<T>::backward(const Tensor& dy_in) {
   dpart.resize((size_t)(N * I));
   std::vector<T>& dxm = sc_dxm_;
   dxm.resize((size_t)(N * I));
-  headwise_backward<T>(N, NP_, BS_, BS_, xc_.data(), w_q_.data<T>(), dq.data(), dpart.data(),
-                       dw_q_.data<T>(), mptr_or_null<T>(db_q_));
-  for (size_t e = 0; e < dxc.size(); ++e) dxc[e] += dpart[e];
-  headwise_backward<T>(N, NP_, BS_, BS_, xc_.data(), w_k_.data<T>(), dk.data(), dpart.data(),
-                       dw_k_.data<T>(), mptr_or_null<T>(db_k_));
-  for (size_t e = 0; e < dxc.size(); ++e) dxc[e] += dpart[e];
+  headwise_backward<T>(N, NP_, BS_, BS_, xc_.data(), w_q_.data<T>(), dq.data(), dxc.data(),
+                       dw_q_.data<T>(), mptr_or_null<T>(db_q_), true);
+  headwise_backward<T>(N, NP_, BS_, BS_, xc_.data(), w_k_.data<T>(), dk.data(), dxc.data(),
+                       dw_k_.data<T>(), mptr_or_null<T>(db_k_), true);
   headwise_backward<T>(N, NP_, BS_, BS_, xm_.data(), w_v_.data<T>(), dv.data(), dxm.data(),
                        dw_v_.data<T>(), mptr_or_null<T>(db_v_));
   // SiLU and conv

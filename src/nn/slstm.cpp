@@ -389,29 +389,27 @@ typename SLSTMLayer<T>::Grads SLSTMLayer<T>::backward(const Tensor& dout,
                      dslstm.data<T>());
   const T* dg = dgates_.data();
   T* dx = dinput.data<T>();
-  dtmp_.resize((size_t)ND);
-  dxc_.resize((size_t)ND);
-  T *tmp = dtmp_.data(), *dxc = dxc_.data();
-  auto add = [ND](T* acc, const T* v) {
-#pragma omp parallel for simd schedule(static) if (ND > (1 << 15))
-    for (int64_t k = 0; k < ND; ++k) acc[k] += v[k];
-  };
+  // The four projections' input gradients accumulate straight into dx (z, o; and f, i when
+  // there is no conv) or dxc (f, i before the SiLU and the conv, whose dx accumulates too).
   headwise_backward<T>(N, NH, DH, DH, x, Wz_.data<T>(), dg + 2 * ND, dx, dWz_.data<T>(), nullptr);
-  headwise_backward<T>(N, NH, DH, DH, x, Wo_.data<T>(), dg + 3 * ND, tmp, dWo_.data<T>(), nullptr);
-  add(dx, tmp);
-  const T* xc = K > 0 ? xconv_.data() : x;
-  headwise_backward<T>(N, NH, DH, DH, xc, Wf_.data<T>(), dg, dxc, dWf_.data<T>(), nullptr);
-  headwise_backward<T>(N, NH, DH, DH, xc, Wi_.data<T>(), dg + ND, tmp, dWi_.data<T>(), nullptr);
-  add(dxc, tmp);
+  headwise_backward<T>(N, NH, DH, DH, x, Wo_.data<T>(), dg + 3 * ND, dx, dWo_.data<T>(), nullptr,
+                       true);
   if (K > 0) {
+    dxc_.resize((size_t)ND);
+    T* dxc = dxc_.data();
+    const T* xc = xconv_.data();
+    headwise_backward<T>(N, NH, DH, DH, xc, Wf_.data<T>(), dg, dxc, dWf_.data<T>(), nullptr);
+    headwise_backward<T>(N, NH, DH, DH, xc, Wi_.data<T>(), dg + ND, dxc, dWi_.data<T>(), nullptr,
+                         true);
     dconv = Tensor({B, K - 1, D}, DTypeOf<T>::value);
     act_backward<T>(Act::SiLU, ND, xconv_pre_.data(), dxc, dxc);
     conv1d_backward<T>(B, S, D, K, x, conv_w_.data<T>(), ptr_or_null<T>(conv0_), dxc,
-                       ptr_or_null<T>(dstate.conv), tmp, dconv_w_.data<T>(), dconv_b_.data<T>(),
-                       dconv.data<T>());
-    add(dx, tmp);
+                       ptr_or_null<T>(dstate.conv), dx, dconv_w_.data<T>(), dconv_b_.data<T>(),
+                       dconv.data<T>(), true);
   } else {
-    add(dx, dxc);
+    headwise_backward<T>(N, NH, DH, DH, x, Wf_.data<T>(), dg, dx, dWf_.data<T>(), nullptr, true);
+    headwise_backward<T>(N, NH, DH, DH, x, Wi_.data<T>(), dg + ND, dx, dWi_.data<T>(), nullptr,
+                         true);
   }
   return {dinput, {dconv, dslstm}};
 }

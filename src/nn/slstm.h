@@ -164,7 +164,7 @@ class SLSTMLayer : public Module {
   Tensor x_, conv0_;  // handles of the forward inputs
   std::vector<T> xconv_pre_, xconv_, gates_, y_, yd_, mask_, mean_, rstd_;
   // backward workspaces
-  std::vector<T> dgates_, dy_, dxc_, dtmp_;
+  std::vector<T> dgates_, dy_, dxc_;
 };
 
 }  // namespace xlstm

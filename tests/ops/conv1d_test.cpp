@@ -111,6 +111,14 @@ TEST(Conv1d, BackwardAccumulatesParamGrads) {
   expect_close("dstate_in written", ds2.data(), ds1.data(), NS, 0, 0);
   expect_close("dw doubled", dw2.data(), dw1.data(), F * K, 1e-14, 1e-14);
   expect_close("dbias doubled", db2.data(), db1.data(), F, 1e-14, 1e-14);
+
+  // dx_accumulate: dx += the input gradient; dstate_in is still written.
+  std::vector<double> dx3(NY), want(NY), dw3(F * K, 0.0), ds3(NS, 7.0);
+  for (int64_t k = 0; k < NY; ++k) dx3[k] = 0.25 * (double)k, want[k] = dx3[k] + dx1[k];
+  conv1d_backward<double>(B, Tn, F, K, x.data(), w.data(), st.data(), dy.data(), dso.data(),
+                          dx3.data(), dw3.data(), nullptr, ds3.data(), true);
+  expect_close("dx accumulated", dx3.data(), want.data(), NY, 1e-13, 1e-13);
+  expect_close("dstate_in written (accumulate)", ds3.data(), ds1.data(), NS, 0, 0);
 }
 
 TEST(Conv1d, CarriedStateSplitsTime) {

@@ -97,6 +97,20 @@ TEST(Headwise, BackwardAccumulatesParamGrads) {
                             nullptr);
   for (auto& v : dW3) v *= 2;
   expect_close("dW (dx, db null)", dW3.data(), dW1.data(), NW, 1e-13, 1e-13);
+
+  // dx_accumulate: dx += the input gradient (float too: the GEMM's beta = 1 path).
+  std::vector<double> dx4(NX), want(NX);
+  for (int64_t k = 0; k < NX; ++k) dx4[k] = 0.5 * (double)k, want[k] = dx4[k] + dx1[k];
+  std::vector<double> dW4(NW, 0.0);
+  headwise_backward<double>(N, NH, I, O, x.data(), W.data(), dy.data(), dx4.data(), dW4.data(),
+                            nullptr, true);
+  expect_close("dx accumulated", dx4.data(), want.data(), NX, 1e-13, 1e-13);
+  std::vector<float> xf(x.begin(), x.end()), Wf(W.begin(), W.end()), dyf(dy.begin(), dy.end()),
+      dxf(NX), dWf(NW, 0.0f);
+  for (int64_t k = 0; k < NX; ++k) dxf[k] = 0.5f * (float)k;
+  headwise_backward<float>(N, NH, I, O, xf.data(), Wf.data(), dyf.data(), dxf.data(), dWf.data(),
+                           nullptr, true);
+  expect_close("dx accumulated f32", dxf.data(), want.data(), NX, 1e-5, 1e-5);
 }
 
 // Sizes above the OpenMP thresholds and over several 64-column blocks: the parallel paths.
