@@ -397,28 +397,36 @@ void slstm_backward(const SlstmShape& s, const SlstmLayout& L, const T* R, const
   // same pass; fixed order (deterministic).
   const T* yprev = st.y(0);
   std::vector<double>& sums = cache.colsum;
-  sums.resize((size_t)(4 * DH));
-  for (int64_t h = 0; h < NH; ++h) {
-    const T* A = dx + h * DH;      // gate g at + g*x_g; rows t: x_t apart; batch rows: x_b
-    const T* Bm = yprev + h * DH;  // rows t: BH apart; batch rows: H
-    T* C = dR + h * 4 * DH * DH;   // gate g's rows at + g*DH*DH
-    std::fill(sums.begin(), sums.end(), 0.0);
-    if constexpr (std::is_same_v<T, float>) {
-      gemm_tn(DH, DH, Tn, A, L.x_t, Bm, BH, 1.0f, C, DH, sums.data(),
-              {B, L.x_b, H, 4, L.x_g, DH * DH});
+  sums.assign((size_t)(NH * 4 * DH), 0.0);
+  if constexpr (std::is_same_v<T, float>) {
+    // Whole heads per thread when they split evenly (each thread packs only its heads' y).
+    auto head = [&](int64_t h) {
+      gemm_tn(DH, DH, Tn, dx + h * DH, L.x_t, yprev + h * DH, BH, 1.0f, dR + h * 4 * DH * DH, DH,
+              sums.data() + h * 4 * DH, {B, L.x_b, H, 4, L.x_g, DH * DH});
+    };
+    const int nth = omp_get_max_threads();
+    if (nth > 1 && NH % nth == 0 && !omp_in_parallel()) {
+#pragma omp parallel for schedule(static)
+      for (int64_t h = 0; h < NH; ++h) head(h);
     } else {
+      for (int64_t h = 0; h < NH; ++h) head(h);
+    }
+  } else {
+    for (int64_t h = 0; h < NH; ++h)
       for (int64_t g = 0; g < 4; ++g)
         for (int64_t b = 0; b < B; ++b) {
-          const T* Ab = A + g * L.x_g + b * L.x_b;
-          gemm<T>(Trans::T, Trans::N, DH, DH, Tn, T(1), Ab, L.x_t, Bm + b * H, BH, T(1),
-                  C + g * DH * DH, DH);
+          const T* Ab = dx + h * DH + g * L.x_g + b * L.x_b;
+          gemm<T>(Trans::T, Trans::N, DH, DH, Tn, T(1), Ab, L.x_t, yprev + h * DH + b * H, BH,
+                  T(1), dR + h * 4 * DH * DH + g * DH * DH, DH);
           for (int64_t t = 0; t < Tn; ++t)
-            for (int64_t d = 0; d < DH; ++d) sums[(size_t)(g * DH + d)] += (double)Ab[t * L.x_t + d];
+            for (int64_t d = 0; d < DH; ++d)
+              sums[(size_t)((h * 4 + g) * DH + d)] += (double)Ab[t * L.x_t + d];
         }
-    }
-    for (int64_t g = 0; g < 4; ++g)
-      for (int64_t d = 0; d < DH; ++d) dbias[g * H + h * DH + d] += (T)sums[(size_t)(g * DH + d)];
   }
+  for (int64_t h = 0; h < NH; ++h)
+    for (int64_t g = 0; g < 4; ++g)
+      for (int64_t d = 0; d < DH; ++d)
+        dbias[g * H + h * DH + d] += (T)sums[(size_t)((h * 4 + g) * DH + d)];
 }
 
 #define XLSTM_INST(T)                                                                          \

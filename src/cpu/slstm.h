@@ -70,7 +70,7 @@ struct SlstmCache {
   std::vector<T> raw;            // (B, NH, 4, DH) forward scratch: one step's pre-activations
   std::vector<T> draw;           // (B, NH, 4, DH) backward: d raw of the current step
   std::vector<T> carry;          // (4, B, H) backward: running dy_rec, dc, dn, dm
-  std::vector<double> colsum;    // (4 DH) backward: one head's bias gradient
+  std::vector<double> colsum;    // (NH, 4, DH) backward: the bias gradient in double
   bool valid = false;            // a forward has filled states/raw/first for `shape`
   // float only: one oneDNN matmul per head and direction with R_h packed once per call;
   // created by slstm_forward (shared so that a copied cache shares it).
