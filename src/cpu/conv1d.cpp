@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <vector>
 
+#include <omp.h>
+
 namespace xlstm {
 
 // Positions p in [0, K-1+T) index the padded input xpad = concat(state_in, x): p < K-1 is
@@ -83,27 +85,42 @@ void conv1d_backward(int64_t B, int64_t Tn, int64_t F, int64_t K, const T* x, co
       }
     }
   // dw[f, k] += sum_{b,t} dy[b,t,f] * xpad[b,t+k,f]; dbias[f] += sum_{b,t} dy[b,t,f].
-  // Feature blocks in parallel, (b, t) summed in order: deterministic.
-  constexpr int64_t kBlock = 64;
-  const int64_t nblocks = (F + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (B * Tn * F * K > 32768)
-  for (int64_t blk = 0; blk < nblocks; ++blk) {
-    const int64_t f0 = blk * kBlock, f1 = std::min(F, f0 + kBlock), nf = f1 - f0;
-    std::vector<double> aw((size_t)(K * nf), 0.0), ab((size_t)nf, 0.0);
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t t = 0; t < Tn; ++t) {
-        const T* dyr = dy + (b * Tn + t) * F;
-        for (int64_t f = f0; f < f1; ++f) ab[(size_t)(f - f0)] += (double)dyr[f];
-        for (int64_t k = 0; k < K; ++k) {
-          const T* xr = xpad_row(b, t + k, Tn, F, K, x, state_in);
-          if (!xr) continue;
-          double* a = aw.data() + k * nf;
-          for (int64_t f = f0; f < f1; ++f) a[f - f0] += (double)dyr[f] * (double)xr[f];
+  // Each thread takes a contiguous range of features and walks the rows in order (contiguous
+  // reads the prefetcher follows); per batch row the sums over t go to float partials (K+1 rows
+  // of the range: L1-resident, vectorised), then over b to double. Fixed feature ranges and
+  // orders: deterministic, and the same for any thread count (each feature's sums are in the
+  // same order whichever thread owns it).
+#pragma omp parallel if (B * Tn * F * K > 32768)
+  {
+    const int nth = omp_get_num_threads(), th = omp_get_thread_num();
+    const int64_t f0 = F * th / nth, f1 = F * (th + 1) / nth, nf = f1 - f0;
+    if (nf > 0) {
+      std::vector<double> aw((size_t)(K * nf), 0.0), ab((size_t)nf, 0.0);
+      std::vector<T> pw((size_t)(K * nf)), pb((size_t)nf);
+      for (int64_t b = 0; b < B; ++b) {
+        std::fill(pw.begin(), pw.end(), T(0));
+        std::fill(pb.begin(), pb.end(), T(0));
+        for (int64_t t = 0; t < Tn; ++t) {
+          const T* dyr = dy + (b * Tn + t) * F + f0;
+          T* pbp = pb.data();
+#pragma omp simd
+          for (int64_t f = 0; f < nf; ++f) pbp[f] += dyr[f];
+          for (int64_t k = 0; k < K; ++k) {
+            const T* xr = xpad_row(b, t + k, Tn, F, K, x, state_in);
+            if (!xr) continue;
+            xr += f0;
+            T* a = pw.data() + k * nf;
+#pragma omp simd
+            for (int64_t f = 0; f < nf; ++f) a[f] += dyr[f] * xr[f];
+          }
         }
+        for (size_t e = 0; e < aw.size(); ++e) aw[e] += (double)pw[e];
+        for (int64_t f = 0; f < nf; ++f) ab[(size_t)f] += (double)pb[(size_t)f];
       }
-    for (int64_t f = f0; f < f1; ++f) {
-      for (int64_t k = 0; k < K; ++k) dw[f * K + k] += (T)aw[(size_t)(k * nf + f - f0)];
-      if (dbias) dbias[f] += (T)ab[(size_t)(f - f0)];
+      for (int64_t f = f0; f < f1; ++f) {
+        for (int64_t k = 0; k < K; ++k) dw[f * K + k] += (T)aw[(size_t)(k * nf + f - f0)];
+        if (dbias) dbias[f] += (T)ab[(size_t)(f - f0)];
+      }
     }
   }
 }
