@@ -118,11 +118,15 @@ void gemm_tn(int64_t M, int64_t N, int64_t K, const float* A0, int64_t lda, cons
       for (int64_t jt = 0; jt < jtiles; ++jt) {
         const int64_t j0 = jt * kNR, nc = std::min(kNR, N - j0);
         float* panel = Bp + jt * kKC * kNR;
-        for (int64_t k = 0; k < kc; ++k) {
+        for (int64_t k = 0; k < kc; ++k) {  // 4 vectors per row (a memmove call cost more)
           const float* src = B + (k0 + k) * ldb + j0;
           float* dst = panel + k * kNR;
-          std::copy(src, src + nc, dst);
-          std::fill(dst + nc, dst + kNR, 0.0f);
+          for (int64_t v = 0; v < kNR; v += 16) {
+            const int64_t left = nc - v;
+            const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF
+                                           : (__mmask16)(left > 0 ? (1u << left) - 1 : 0);
+            _mm512_store_ps(dst + v, _mm512_maskz_loadu_ps(m, src + v));
+          }
         }
       }
       for (int64_t t = t0; t < t1; ++t) {
