@@ -140,3 +140,40 @@ TEST(Headwise, LargeParallelPath) {
   omp_set_num_threads(threads);
   expect_close("db 1 thread", db1.data(), db.data(), nh * o, 0, 0);
 }
+
+// 4 x 4 blocks in float take a kernel of their own (four heads per vector, one pass over the
+// rows): forward, dx (written and accumulated), dW and db against the double path, which runs
+// the plain per-head products; and the same bits on 1 and 2 threads.
+TEST(Headwise, FourByFourBlocksMatchDouble) {
+  constexpr int64_t n = 400, nh = 12, io = 4, nx = n * nh * io, nw = nh * io * io, nb = nh * io;
+  Rng rng(9);
+  auto x = randn<double>(nx, rng), W = randn<double>(nw, rng), b = randn<double>(nb, rng);
+  auto dy = randn<double>(nx, rng), dx0 = randn<double>(nx, rng);
+  std::vector<double> y(nx), dx(nx), dxa = dx0, dW(nw, 0.0), db(nb, 0.0);
+  headwise_forward<double>(n, nh, io, io, x.data(), W.data(), b.data(), y.data());
+  headwise_backward<double>(n, nh, io, io, x.data(), W.data(), dy.data(), dx.data(), dW.data(),
+                            db.data());
+  for (int64_t k = 0; k < nx; ++k) dxa[k] += dx[k];
+  const auto xf = to_f(x), Wf = to_f(W), bf = to_f(b), dyf = to_f(dy), dx0f = to_f(dx0);
+  std::vector<float> out[2][5];
+  for (int threads : {1, 2}) {
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    std::vector<float> yf(nx), dxf(nx), dxaf = dx0f, dWf(nw, 0.f), dbf(nb, 0.f);
+    headwise_forward<float>(n, nh, io, io, xf.data(), Wf.data(), bf.data(), yf.data());
+    headwise_backward<float>(n, nh, io, io, xf.data(), Wf.data(), dyf.data(), dxf.data(),
+                             dWf.data(), dbf.data());
+    std::vector<float> dW2(nw, 0.f);
+    headwise_backward<float>(n, nh, io, io, xf.data(), Wf.data(), dyf.data(), dxaf.data(),
+                             dW2.data(), nullptr, true);
+    omp_set_num_threads(saved);
+    expect_close("y 4x4", yf.data(), y.data(), nx, 1e-5, 1e-5);
+    expect_close("dx 4x4", dxf.data(), dx.data(), nx, 1e-5, 1e-5);
+    expect_close("dx accumulated 4x4", dxaf.data(), dxa.data(), nx, 1e-5, 1e-5);
+    expect_close("dW 4x4", dWf.data(), dW.data(), nw, 1e-4, 1e-5);
+    expect_close("db 4x4", dbf.data(), db.data(), nb, 1e-4, 1e-5);
+    out[threads - 1][0] = yf, out[threads - 1][1] = dxf, out[threads - 1][2] = dxaf;
+    out[threads - 1][3] = dWf, out[threads - 1][4] = dbf;
+  }
+  for (int k = 0; k < 5; ++k) EXPECT_EQ(out[0][k], out[1][k]) << "output " << k;
+}
