@@ -6,6 +6,7 @@
 #include "cpu/activations.h"
 #include "cpu/conv1d.h"
 #include "cpu/dropout.h"
+#include "cpu/fastmath.h"
 #include "cpu/headwise.h"
 #include "cpu/layernorm.h"
 #include "cpu/linear.h"
@@ -209,12 +210,19 @@ Tensor MLSTMLayer<T>::forward(const Tensor& x, Mode mode, Rng* rng,
                             NormScale::OnePlusWeight, hn_.data(), mean_.data(), rstd_.data());
   pre_.resize((size_t)(N * I));
   const T* sk = skip_.data<T>();
-  for (int64_t r = 0; r < N; ++r)
-    for (int64_t j = 0; j < I; ++j) {
-      const int64_t e = r * I + j;
-      const T zz = z_[e];
-      pre_[e] = (hn_[e] + sk[j] * xc_[e]) * (zz * sigmoid(zz));
+  {
+    const T *hn = hn_.data(), *xc = xc_.data(), *z = z_.data();
+    T* pre = pre_.data();
+#pragma omp parallel for schedule(static) if (N * I > 32768)
+    for (int64_t r = 0; r < N; ++r) {
+#pragma omp simd
+      for (int64_t j = 0; j < I; ++j) {
+        const int64_t e = r * I + j;
+        const T zz = z[e];
+        pre[e] = (hn[e] + sk[j] * xc[e]) * (zz * PwMath<T>::sigmoid(zz));
+      }
     }
+  }
   Tensor y = Tensor::empty({B, S, D_}, dt);
   linear_forward<T>(N, I, D_, pre_.data(), w_down_.data<T>(), ptr_or_null<T>(b_down_), y.data<T>());
   mask_.clear();
@@ -254,17 +262,24 @@ Tensor MLSTMLayer<T>::backward(const Tensor& dy_in) {
   const T* sk = skip_.data<T>();
   T* dsk = dskip_.data<T>();
   std::vector<double> dsk_acc((size_t)I, 0.0);
-  for (int64_t r = 0; r < N; ++r)
-    for (int64_t j = 0; j < I; ++j) {
-      const int64_t e = r * I + j;
-      const T zz = z_[e], sg = sigmoid(zz), si = zz * sg;
-      const T s = hn_[e] + sk[j] * xc_[e];
-      const T ds = dpre[e] * si;
-      dhn[e] = ds;
-      dxc[e] = ds * sk[j];
-      dsk_acc[j] += (double)ds * (double)xc_[e];
-      dup[r * 2 * I + I + j] = dpre[e] * s * (sg * (T(1) + zz * (T(1) - sg)));  // dz
+  {
+    const T *hn = hn_.data(), *xcp = xc_.data(), *z = z_.data(), *dp = dpre.data();
+    T *dhnp = dhn.data(), *dxcp = dxc.data(), *dupp = dup.data();
+    double* acc = dsk_acc.data();
+    for (int64_t r = 0; r < N; ++r) {
+#pragma omp simd
+      for (int64_t j = 0; j < I; ++j) {
+        const int64_t e = r * I + j;
+        const T zz = z[e], sg = PwMath<T>::sigmoid(zz), si = zz * sg;
+        const T s = hn[e] + sk[j] * xcp[e];
+        const T ds = dp[e] * si;
+        dhnp[e] = ds;
+        dxcp[e] = ds * sk[j];
+        acc[j] += (double)ds * (double)xcp[e];
+        dupp[r * 2 * I + I + j] = dp[e] * s * (sg * (T(1) + zz * (T(1) - sg)));  // dz
+      }
     }
+  }
   for (int64_t j = 0; j < I; ++j) dsk[j] += (T)dsk_acc[j];
   std::vector<T>& dhs = sc_dhs_;
   dhs.resize((size_t)(N * I));
