@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <cstdint>
 #include <limits>
 
 #include "cpu/activations.h"
+#include "cpu/fastmath.h"
 #include "cpu/gemm.h"
 #include "cpu/mlstm.h"
 
@@ -122,12 +124,36 @@ inline void intra_apply(int64_t Lq, int64_t Lk, int64_t off, const double* lg, i
     T* drow = D ? D + r * Lk : nullptr;
     const int64_t cend = std::min(Lk, r + off + 1);
     double s = 0;
-    for (int64_t c = 0; c < cend; ++c) {
-      const T dd = (T)std::exp(lrow[c] - m[r]);
-      const T ct = arow[c] * dd;
-      arow[c] = ct;
-      if (drow) drow[c] = dd;
-      s += (double)ct;
+    if constexpr (std::is_same_v<T, float>) {
+      // float: the exponent rounded to float and the vectorisable polynomial exp (~1e-7
+      // relative, the size of the rounding of dd to float anyway); libm's exp kept the loop
+      // scalar and was the larger part of the chunkwise kernel at small head sizes.
+      const double mr = m[r];
+      if (drow) {
+#pragma omp simd reduction(+ : s)
+        for (int64_t c = 0; c < cend; ++c) {
+          const float dd = PwMath<float>::exp((float)(lrow[c] - mr));
+          const float ct = arow[c] * dd;
+          arow[c] = ct;
+          drow[c] = dd;
+          s += (double)ct;
+        }
+      } else {
+#pragma omp simd reduction(+ : s)
+        for (int64_t c = 0; c < cend; ++c) {
+          const float ct = arow[c] * PwMath<float>::exp((float)(lrow[c] - mr));
+          arow[c] = ct;
+          s += (double)ct;
+        }
+      }
+    } else {
+      for (int64_t c = 0; c < cend; ++c) {
+        const T dd = (T)std::exp(lrow[c] - m[r]);
+        const T ct = arow[c] * dd;
+        arow[c] = ct;
+        if (drow) drow[c] = dd;
+        s += (double)ct;
+      }
     }
     for (int64_t c = cend; c < Lk; ++c) {
       arow[c] = T(0);
