@@ -18,9 +18,10 @@ void headwise_backward(int64_t N, int64_t NH, int64_t I, int64_t O, const T* x, 
                        const T* dy, T* dx, T* dW, T* db, bool dx_accumulate = false);
 
 // Head-major <-> token-major layouts of per-head features, used around the mLSTM kernel:
-// src (B, S, NH, DH) read -> dst (B, NH, S, DH) written, and back.
+// src (B, S, NH, DH) read -> dst (B, NH, S, DH) written, and back. Batch rows in parallel.
 template <class T>
 void bsnd_to_bnsd(int64_t B, int64_t S, int64_t NH, int64_t DH, const T* src, T* dst) {
+#pragma omp parallel for schedule(static) if (B * S * NH * DH >= (1 << 18))
   for (int64_t b = 0; b < B; ++b)
     for (int64_t s = 0; s < S; ++s)
       for (int64_t h = 0; h < NH; ++h)
@@ -29,6 +30,7 @@ void bsnd_to_bnsd(int64_t B, int64_t S, int64_t NH, int64_t DH, const T* src, T*
 }
 template <class T>
 void bnsd_to_bsnd(int64_t B, int64_t S, int64_t NH, int64_t DH, const T* src, T* dst) {
+#pragma omp parallel for schedule(static) if (B * S * NH * DH >= (1 << 18))
   for (int64_t b = 0; b < B; ++b)
     for (int64_t s = 0; s < S; ++s)
       for (int64_t h = 0; h < NH; ++h)
