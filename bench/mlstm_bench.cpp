@@ -5,6 +5,10 @@
 //   mlstm_chunkwise/B{B}_T{T}_D{D}_NH4/{fwd,fwdbwd}   chunk L = 64
 //   mlstm_parallel/B{B}_T{T}_D{D}_NH4/{fwd,fwdbwd}    query tiles of 64 rows, causal key range
 // fwd runs without a cache (inference); fwdbwd is forward with the cache, then backward.
+//   mlstm_layer/B32_T128_D128_NH4/{fwd,fwdbwd}       the whole MLSTMLayer of the xlstm-*-small
+//       presets (inner 256, q/k/v in 4x4 blocks, conv 4, chunkwise L 64) through its Tensor
+//       API: flops are the kernel's (inner width) plus the projections (up 2ND*2I, down 2NI*D,
+//       gates 2*2N*3I*NH, q/k/v 3*2N*I*4; backward twice those).
 //
 // GEMM flops are those of the gemm calls the kernels make, per (batch, head):
 //   chunkwise, per chunk (L rows, K = DHQK, V = DHV):
@@ -22,6 +26,7 @@
 
 #include "bench_util.h"
 #include "cpu/mlstm.h"
+#include "nn/mlstm.h"
 
 namespace {
 
@@ -126,6 +131,44 @@ void BM_mlstm(benchmark::State& st, Config c, MlstmForm form, Pass pass) {
   set_counters(st, flops, (double)c.B * c.T);
 }
 
+struct LayerFixture {
+  MLSTMLayer<float> layer;
+  Tensor x, dy;
+  explicit LayerFixture(const Config& c) : layer(config(c)) {
+    Rng rng(7);
+    layer.reset_parameters(rng);
+    x = randn({c.B, c.T, c.D}, 1);
+    dy = randn({c.B, c.T, c.D}, 2);
+    run(Pass::FwdBwd);
+  }
+  static MLSTMLayerConfig config(const Config& c) {
+    MLSTMLayerConfig k;
+    k.embedding_dim = c.D;
+    k.num_heads = c.NH;
+    k.form = MlstmForm::Chunkwise;
+    k.chunk_size = kChunk;
+    return k;
+  }
+  Tensor run(Pass pass) {
+    Tensor y = layer.forward(x, Mode::Train);
+    if (pass == Pass::Fwd) return y;
+    return layer.backward(dy);
+  }
+};
+
+void BM_mlstm_layer(benchmark::State& st, Config c, Pass pass) {
+  auto& fx = fixture<LayerFixture>("layer" + c.name(), [&] { return std::make_unique<LayerFixture>(c); });
+  for (auto _ : st) {
+    Tensor r = fx.run(pass);
+    benchmark::DoNotOptimize(r.data<float>());
+  }
+  const int64_t I = fx.layer.config().inner(), N = c.B * c.T;
+  const double proj = 2.0 * N * (c.D * 2.0 * I + I * c.D + 2.0 * 3 * I * c.NH + 3.0 * I * 4);
+  const Config inner{c.B, c.T, I, c.NH};
+  set_counters(st, proj * (pass == Pass::Fwd ? 1 : 3) + chunkwise_flops(inner, pass),
+               (double)c.B * c.T);
+}
+
 void timing_for(benchmark::internal::Benchmark* b) { timing(b, 3, 0.3); }
 
 int register_all() {
@@ -145,6 +188,12 @@ int register_all() {
           (k.prefix + k.c.name() + (p == Pass::Fwd ? "/fwd" : "/fwdbwd")).c_str(), BM_mlstm, k.c,
           k.form, p)
           ->Apply(timing_for);
+  const Config layer{32, 128, 128, 4};
+  for (Pass p : {Pass::Fwd, Pass::FwdBwd})
+    benchmark::RegisterBenchmark(
+        ("mlstm_layer/" + layer.name() + (p == Pass::Fwd ? "/fwd" : "/fwdbwd")).c_str(),
+        BM_mlstm_layer, layer, p)
+        ->Apply(timing_for);
   return 0;
 }
 const int registered = register_all();
