@@ -157,7 +157,8 @@ struct LayerFixture {
 };
 
 void BM_mlstm_layer(benchmark::State& st, Config c, Pass pass) {
-  auto& fx = fixture<LayerFixture>("layer" + c.name(), [&] { return std::make_unique<LayerFixture>(c); });
+  auto& fx = fixture<LayerFixture>("layer" + c.name(),
+                                   [&] { return std::make_unique<LayerFixture>(c); });
   for (auto _ : st) {
     Tensor r = fx.run(pass);
     benchmark::DoNotOptimize(r.data<float>());

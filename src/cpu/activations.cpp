@@ -45,7 +45,9 @@ void act_forward(Act a, int64_t n, const T* x, T* y) {
     case Act::Tanh: map1(n, x, y, [](T v) { return PwMath<T>::tanh(v); }); return;
     case Act::SiLU: map1(n, x, y, [](T v) { return v * PwMath<T>::sigmoid(v); }); return;
     case Act::GELU:
-      map1(n, x, y, [](T v) { return T(0.5) * v * (T(1) + std::erf(v * T(0.70710678118654752440))); });
+      map1(n, x, y, [](T v) {
+        return T(0.5) * v * (T(1) + std::erf(v * T(0.70710678118654752440)));
+      });
       return;
     case Act::ReLU: map1(n, x, y, [](T v) { return v > T(0) ? v : T(0); }); return;
   }

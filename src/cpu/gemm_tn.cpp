@@ -28,13 +28,16 @@ void gemm_tn(int64_t M, int64_t N, int64_t K, const float* A0, int64_t lda, cons
   if (S == 0) K = 0;
 #if defined(__AVX512F__)
   using namespace detail;
-  const int64_t tpg = (M + kTileMR - 1) / kTileMR, tiles = tpg * lay.groups;  // row tiles per group, all
-  const bool overwrite0 = beta == 0.0f;
+  // Row tiles of C: tpg per group, `tiles` in all.
+  const int64_t tpg = (M + kTileMR - 1) / kTileMR, tiles = tpg * lay.groups;
   if (K <= 0) {
-    if (overwrite0)
+    if (beta != 1.0f)
       for (int64_t q = 0; q < lay.groups; ++q)
         for (int64_t i = 0; i < M; ++i)
-          std::fill(C0 + q * lay.c_grp + i * ldc, C0 + q * lay.c_grp + i * ldc + N, 0.0f);
+          for (int64_t j = 0; j < N; ++j) {
+            float& c = C0[q * lay.c_grp + i * ldc + j];
+            c = beta == 0.0f ? 0.0f : beta * c;
+          }
     return;
   }
   const double flops = 2.0 * (double)M * (double)lay.groups * (double)N * (double)K * (double)S;
@@ -53,7 +56,7 @@ void gemm_tn(int64_t M, int64_t N, int64_t K, const float* A0, int64_t lda, cons
     float* sums = grow_aligned(sbuf, (size_t)((t1 - t0) * kTileMR + 1));
     for (int64_t blk = 0; blk < S * nblk && t0 < t1; ++blk) {
       const int64_t sg = blk / nblk, k0 = (blk % nblk) * kKC, kc = std::min(kKC, K - k0);
-      const bool overwrite = overwrite0 && blk == 0;
+      const float beta_blk = blk == 0 ? beta : 1.0f;  // the first block applies beta
       const float* A = A0 + sg * lay.a_seg;
       const float* B = B0 + sg * lay.b_seg;
       for (int64_t jt = 0; jt < jtiles; ++jt) {
@@ -71,7 +74,7 @@ void gemm_tn(int64_t M, int64_t N, int64_t K, const float* A0, int64_t lda, cons
           // prefetches its rows of the next block to L2 (they arrive long before use).
           pick_tile<true>(mr, (int)((nc + 15) / 16))(
               kc, Aq + k0 * lda + i0, 1, lda, Bp + jt * kKC * kTileNR, Cq + i0 * ldc + j0, ldc,
-              last_mask(nc), 1.0f, overwrite ? 0.0f : 1.0f, kKC * lda);
+              last_mask(nc), 1.0f, beta_blk, kKC * lda);
         }
       }
       if (colsum)  // this block of A, this thread's columns (per group): in L2 now, read in order

@@ -27,8 +27,8 @@ struct TnLayout {
 };
 
 // A: (K, M) per segment and group, read, row stride lda >= M. B: (K, N) per segment, read, row
-// stride ldb >= N. C: (M, N) per group, row stride ldc >= N, written (beta = 0) or accumulated
-// (beta = 1). colsum: (groups * M) accumulated, may be null.
+// stride ldb >= N. C: (M, N) per group, row stride ldc >= N, written (beta = 0, not read) or
+// scaled by beta and accumulated. colsum: (groups * M) accumulated, may be null.
 void gemm_tn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
              int64_t ldb, float beta, float* C, int64_t ldc, double* colsum = nullptr,
              const TnLayout& lay = {});

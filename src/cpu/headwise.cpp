@@ -1,10 +1,6 @@
 #include "cpu/headwise.h"
 
 #include <algorithm>
-
-#include "cpu/gemm.h"
-#include "cpu/gemm_tn.h"
-
 #include <type_traits>
 #include <vector>
 
@@ -12,6 +8,9 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
+
+#include "cpu/gemm.h"
+#include "cpu/gemm_tn.h"
 
 namespace xlstm {
 

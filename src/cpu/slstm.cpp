@@ -206,7 +206,8 @@ inline void forward_unit_row(const SlstmShape& s, const SlstmLayout& L, const T*
     prefetch_row(cache.sgf.data() + (t + 1) * s.B * H + o, DH, true);
     prefetch_row(cache.code.data() + (t + 1) * s.B * H + o, DH, true);
     if (t + 2 <= Tn)
-      for (T* p : {st.y(t + 2), st.c(t + 2), st.n(t + 2), st.m(t + 2)}) prefetch_row(p + o, DH, true);
+      for (T* p : {st.y(t + 2), st.c(t + 2), st.n(t + 2), st.m(t + 2)})
+        prefetch_row(p + o, DH, true);
   }
   for (int64_t g = 0; g < 4; ++g) {  // raw = (Wx + Ry) + b, the official order
     T* dst = rr + g * DH;

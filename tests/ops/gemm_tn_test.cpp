@@ -1,7 +1,7 @@
 // gemm_tn (weight-gradient GEMM, C (+)= A^T B): vs the double-precision gemm_ref at shapes that
 // hit every edge tile (M not a multiple of 6, N not a multiple of 16 or 64, K not a multiple of
-// the 128-row block, strided A and C), beta 0 and 1, the column sums of A vs a double sum, and
-// bitwise the same result on 1 and 2 threads; K in segments and M in groups (TnLayout).
+// the 128-row block, strided A and C), beta 0, 1 and 0.5, the column sums of A vs a double sum,
+// and bitwise the same result on 1 and 2 threads; K in segments and M in groups (TnLayout).
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -38,7 +38,7 @@ const TnShape kShapes[] = {
 
 TEST(GemmTn, MatchesDoubleReference) {
   for (const TnShape& s : kShapes)
-    for (float beta : {0.0f, 1.0f}) {
+    for (float beta : {0.0f, 1.0f, 0.5f}) {
       SCOPED_TRACE(testing::Message() << "M " << s.M << " N " << s.N << " K " << s.K << " beta "
                                       << beta);
       const auto A = rnd((size_t)std::max<int64_t>(1, s.K * s.lda), 1);
@@ -67,7 +67,7 @@ TEST(GemmTn, MatchesDoubleReference) {
 TEST(GemmTn, SegmentsAndGroupsMatchDoubleReference) {
   const int64_t M = 20, N = 70, K = 150, lda = 37, ldb = 75, ldc = 71;
   const int64_t S = 3, G = 4, a_seg = K * 200, b_seg = K * ldb + 5, a_grp = 41, c_grp = M * ldc + 3;
-  for (float beta : {0.0f, 1.0f}) {
+  for (float beta : {0.0f, 1.0f, 0.5f}) {
     SCOPED_TRACE(testing::Message() << "beta " << beta);
     const auto A = rnd((size_t)(S * a_seg), 6), B = rnd((size_t)(S * b_seg), 7);
     auto C = rnd((size_t)(G * c_grp), 8);
