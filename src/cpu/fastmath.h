@@ -16,6 +16,8 @@ template <> struct PwMath<double> {
   static double log1p_unit(double e) { return std::log1p(e); }
   static double tanh(double x) { return std::tanh(x); }
   static double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+  static double one_plus_erf(double u) { return 1.0 + std::erf(u); }
+  static double exp_neg_half_sq(double x) { return std::exp(-0.5 * x * x); }
 };
 
 template <> struct PwMath<float> {
@@ -62,6 +64,32 @@ template <> struct PwMath<float> {
     return a < 0.25f ? small : (x < 0.0f ? -big : big);
   }
   static inline float sigmoid(float x) { return 1.0f / (1.0f + exp(-x)); }
+  // 1 + erf(u) (exact GELU: 0.5 x (1 + erf(x / sqrt 2))). erfc(|u|) = t exp(-u^2 + P(t)),
+  // t = 1 / (1 + |u| / 2): the Chebyshev fit of Press et al., Numerical Recipes §6.2 (fractional
+  // error < 1.2e-7 for every argument); then 1 + erf(u) = erfc(-u) for u < 0 (relative accuracy
+  // kept in the tail, where 1 + erf is tiny) and 2 - erfc(u) otherwise. libm's erff keeps a
+  // loop scalar.
+  static inline float one_plus_erf(float u) {
+    const float z = std::fabs(u), t = 1.0f / (1.0f + 0.5f * z);
+    float p = 0.17087277f;
+    p = p * t - 0.82215223f;
+    p = p * t + 1.48851587f;
+    p = p * t - 1.13520398f;
+    p = p * t + 0.27886807f;
+    p = p * t - 0.18628806f;
+    p = p * t + 0.09678418f;
+    p = p * t + 0.37409196f;
+    p = p * t + 1.00002368f;
+    p = p * t - 1.26551223f;
+    // exp(p - z^2) with the exponent carried as s + e (s rounded, e its exact remainder:
+    // z^2 = hi + lo by an FMA, p - hi = s + r by TwoSum), then exp(s) (1 + r - lo): the float
+    // rounding of z^2 alone would cost a relative ulp(z^2) in the tail.
+    const float hi = z * z, lo = std::fma(z, z, -hi);
+    const float s = p - hi, bb = s - p, r = (p - (s - bb)) + (-hi - bb);
+    const float ec = t * (exp(s) * (1.0f + (r - lo)));
+    return u < 0.0f ? ec : 2.0f - ec;
+  }
+  static inline float exp_neg_half_sq(float x) { return exp(-0.5f * x * x); }
 };
 
 }  // namespace xlstm
