@@ -43,6 +43,7 @@ class GatedFFN : public Module {
   int64_t D_, P_, N_ = 0;
   Tensor w_up_, b_up_, w_down_, b_down_, dw_up_, db_up_, dw_down_, db_down_;
   std::vector<T> x_, up_, act_, mask_;
+  std::vector<T> sc_dy_, sc_dact_, sc_dup_, sc_gl_;  // backward scratch, kept (no per-call alloc)
 };
 
 enum class BlockKind { MLSTM, SLSTM };
