@@ -4,6 +4,7 @@
 //   onednn/lstm/B{B}_T{T}_I{I}_H{H}/{fwd,fwdbwd}   oneDNN lstm_forward (+ lstm_backward)
 //   lstm_step/B1_H1024/fwd, onednn/lstm_step/...   one decode step (B = 1, I = H = 1024)
 //   lstm_step_bf16/B1_H1024/fwd                     the same with bf16 weights (set_step_bf16)
+//   onednn/lstm_step_bf16/B1_H1024/fwd              oneDNN's bf16 configuration (bf16 x, h, W)
 //
 // Ours is timed at the module's API: batch-first (B, T, I) in and (B, T, H) out, so the two
 // boundary transposes are included; oneDNN gets its native time-major layout. fwdbwd computes
@@ -97,9 +98,10 @@ void BM_lstm_step(benchmark::State& st, int64_t H, bool bf16) {
   set_counters(st, 2.0 * 4 * H * (H + H), 1);
 }
 
-void BM_onednn_lstm_step(benchmark::State& st, int64_t H) {
-  auto& f = fixture<OnednnLstm>("onednn_step" + std::to_string(H), [&] {
-    auto p = std::make_unique<OnednnLstm>(1, 1, H, H, OnednnLstm::Mode::Step);
+void BM_onednn_lstm_step(benchmark::State& st, int64_t H, bool bf16) {
+  auto& f = fixture<OnednnLstm>("onednn_step" + std::to_string(H) + (bf16 ? "bf16" : ""), [&] {
+    auto p = std::make_unique<OnednnLstm>(1, 1, H, H, bf16 ? OnednnLstm::Mode::StepBf16
+                                                           : OnednnLstm::Mode::Step);
     p->step();
     return p;
   });
@@ -127,7 +129,10 @@ int register_all() {
   benchmark::RegisterBenchmark("lstm_step_bf16/B1_H1024/fwd", BM_lstm_step, int64_t{1024}, true)
       ->Apply(timing_for);
   benchmark::RegisterBenchmark("onednn/lstm_step/B1_H1024/fwd", BM_onednn_lstm_step,
-                               int64_t{1024})
+                               int64_t{1024}, false)
+      ->Apply(timing_for);
+  benchmark::RegisterBenchmark("onednn/lstm_step_bf16/B1_H1024/fwd", BM_onednn_lstm_step,
+                               int64_t{1024}, true)
       ->Apply(timing_for);
   return 0;
 }

@@ -9,11 +9,14 @@
 //                      accumulates into them), backward (dx and dW, db), and reorder dW back
 //                      to ldigo when the primitive chose another layout
 //   step()             forward_inference of one step (T = 1) with a carried (h, c); the
-//                      weights are reordered ONCE at construction (constant in inference)
+//                      weights are reordered ONCE at construction (constant in inference).
+//                      Mode::StepBf16: the same in oneDNN's bf16 configuration (x, h,
+//                      weights and output bf16; c and bias f32), the inputs converted once.
 // Sequences are time-major (tnc), the primitive's native layout (its best case). Everything
 // is allocated and the primitives created in the constructor; calls do not allocate.
 #pragma once
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <vector>
@@ -24,7 +27,7 @@ namespace xlstm::bench {
 
 class OnednnLstm {
  public:
-  enum class Mode { Inference, Training, Step };
+  enum class Mode { Inference, Training, Step, StepBf16 };
 
   OnednnLstm(int64_t B, int64_t T, int64_t I, int64_t H, Mode mode)
       : eng_(dnnl::engine::kind::cpu, 0), s_(eng_), mode_(mode) {
@@ -32,21 +35,25 @@ class OnednnLstm {
     using dt = memory::data_type;
     using tag = memory::format_tag;
     const memory::desc none;
-    auto md = [](memory::dims d, tag t) { return memory::desc(d, dt::f32, t); };
-    const memory::desc src_md = md({T, B, I}, tag::tnc), dst_md = md({T, B, H}, tag::tnc);
-    const memory::desc iter_md = md({1, 1, B, H}, tag::ldnc);
+    const bool bf16 = mode == Mode::StepBf16;
+    const dt lo = bf16 ? dt::bf16 : dt::f32;  // x, h, weights, output
+    auto md = [](memory::dims d, tag t, dt type = dt::f32) { return memory::desc(d, type, t); };
+    const memory::desc src_md = md({T, B, I}, tag::tnc, lo), dst_md = md({T, B, H}, tag::tnc, lo);
+    const memory::desc iter_md = md({1, 1, B, H}, tag::ldnc, lo);
+    const memory::desc iter_c_md = md({1, 1, B, H}, tag::ldnc);
     const memory::desc wl_user = md({1, 1, I, 4, H}, tag::ldigo);
     const memory::desc wi_user = md({1, 1, H, 4, H}, tag::ldigo);
-    const memory::desc wl_any = md({1, 1, I, 4, H}, tag::any);
-    const memory::desc wi_any = md({1, 1, H, 4, H}, tag::any);
+    const memory::desc wl_any = md({1, 1, I, 4, H}, tag::any, lo);
+    const memory::desc wi_any = md({1, 1, H, 4, H}, tag::any, lo);
     const memory::desc bias_md = md({1, 1, 4, H}, tag::ldgo);
-    const bool step = mode == Mode::Step;
+    const bool step = mode == Mode::Step || bf16;
     const memory::desc& it = step ? iter_md : none;  // carried state only for the step
+    const memory::desc& itc = step ? iter_c_md : none;
 
     dnnl::lstm_forward::desc fd(mode == Mode::Training ? prop_kind::forward_training
                                                  : prop_kind::forward_inference,
-                          rnn_direction::unidirectional_left2right, src_md, it, it, wl_any,
-                          wi_any, bias_md, dst_md, it, it);
+                          rnn_direction::unidirectional_left2right, src_md, it, itc, wl_any,
+                          wi_any, bias_md, dst_md, it, itc);
     fwd_pd_ = dnnl::lstm_forward::primitive_desc(fd, eng_);
     fwd_ = dnnl::lstm_forward(fwd_pd_);
 
@@ -56,8 +63,8 @@ class OnednnLstm {
     bias_ = mem(bias_md, 4, 0.1);
     dst_ = mem(dst_md, 0, 0.0);
     if (step) {
-      h0_ = mem(iter_md, 5, 0.5), c0_ = mem(iter_md, 6, 0.5);
-      hn_ = mem(iter_md, 0, 0.0), cn_ = mem(iter_md, 0, 0.0);
+      h0_ = mem(iter_md, 5, 0.5), c0_ = mem(iter_c_md, 6, 0.5);
+      hn_ = mem(iter_md, 0, 0.0), cn_ = mem(iter_c_md, 0, 0.0);
     }
     wl_f_ = packed(wl_, fwd_pd_.weights_layer_desc(), wl_f_r_);
     wi_f_ = packed(wi_, fwd_pd_.weights_iter_desc(), wi_f_r_);
@@ -140,12 +147,27 @@ class OnednnLstm {
   const float* output() const { return static_cast<const float*>(dst_.get_data_handle()); }
 
  private:
+  // A memory of descriptor d (dense f32 or bf16), zero or normal(0, scale) (bf16: rounded to
+  // nearest even from the f32 draw).
   dnnl::memory mem(const dnnl::memory::desc& d, uint64_t seed, double scale) {
     dnnl::memory m(d, eng_);
-    const size_t n = d.get_size() / sizeof(float);
-    float* p = static_cast<float*>(m.get_data_handle());
-    if (scale == 0.0) std::memset(p, 0, d.get_size());  // also touches the pages
-    else fill_normal(p, (int64_t)n, seed, scale);
+    if (scale == 0.0) {
+      std::memset(m.get_data_handle(), 0, d.get_size());  // also touches the pages
+      return m;
+    }
+    if (d.data_type() == dnnl::memory::data_type::f32) {
+      fill_normal(static_cast<float*>(m.get_data_handle()), (int64_t)(d.get_size() / 4), seed,
+                  scale);
+      return m;
+    }
+    std::vector<float> f(d.get_size() / 2);
+    fill_normal(f.data(), (int64_t)f.size(), seed, scale);
+    uint16_t* p = static_cast<uint16_t*>(m.get_data_handle());
+    for (size_t k = 0; k < f.size(); ++k) {
+      uint32_t u;
+      std::memcpy(&u, &f[k], 4);
+      p[k] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    }
     return m;
   }
   static void zero(dnnl::memory& m) {

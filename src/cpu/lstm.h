@@ -181,11 +181,22 @@ void lstm_step(int64_t B, int64_t I, int64_t H, const T* x, int64_t ldx, const T
                const T* W_hh, const T* b_ih, const T* b_hh, T* h, int64_t ldh, T* c, T* gates);
 
 // lstm_step's decode case (B <= 4) with bf16 weights (uint16_t: the top 16 bits of a float,
-// widened exactly; products and sums in float): half the bytes per step. W_ih (4H, I), W_hh
-// (4H, H) read; hnew (B, H) scratch; the rest as lstm_step. Throws ValueError for B > 4.
+// widened exactly; products and sums in float): half the bytes per step. The weights come
+// packed by lstm_step_bf16_pack, one contiguous block per hidden unit (a thread streams its
+// units' blocks in order). Wp (lstm_step_bf16_packed_size(I, H)) read; hnew (B, H) scratch;
+// the rest as lstm_step. Throws ValueError for B > 4. Deterministic for any thread count.
 void lstm_step_bf16(int64_t B, int64_t I, int64_t H, const float* x, int64_t ldx,
-                    const uint16_t* W_ih, const uint16_t* W_hh, const float* b_ih,
-                    const float* b_hh, float* h, int64_t ldh, float* c, float* hnew);
+                    const uint16_t* Wp, const float* b_ih, const float* b_hh, float* h,
+                    int64_t ldh, float* c, float* hnew);
+
+// Elements of the packed bf16 step weights: 4H * (I + H), I and H rounded up to 32.
+int64_t lstm_step_bf16_packed_size(int64_t I, int64_t H);
+
+// W_ih (4H, I) and W_hh (4H, H) read (torch layout, gates i, f, g, o), rounded to bf16 (nearest
+// even) into out (lstm_step_bf16_packed_size(I, H)) written: for each unit j, for W_ih then W_hh,
+// chunks of 32 columns holding the rows i, f, g, o of unit j (columns past I / H zero).
+void lstm_step_bf16_pack(int64_t I, int64_t H, const float* W_ih, const float* W_hh,
+                         uint16_t* out);
 
 // The float kernels' sigmoid / tanh (vectorisable polynomial forms, about 1e-7 absolute error),
 // exposed for tests. The double kernels use std::exp / std::tanh.

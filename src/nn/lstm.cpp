@@ -288,9 +288,8 @@ void LSTM<T>::step(const Tensor& x, Tensor& h, Tensor& c) {
     const T* in = l == 0 ? x.data<T>() : hd + (l - 1) * B * H;
     if constexpr (std::is_same_v<T, float>) {
       if (!step_w_bf16_.empty() && B <= 4) {
-        const uint16_t* w = step_w_bf16_[(size_t)l].data();
-        lstm_step_bf16(B, layer_in(l), H, in, layer_in(l), w, w + 4 * H * layer_in(l),
-                       cfg_.bias ? p.b_ih.template data<T>() : nullptr,
+        lstm_step_bf16(B, layer_in(l), H, in, layer_in(l),
+                       static_cast<const uint16_t*>(step_w_bf16_[(size_t)l].raw()), cfg_.bias ? p.b_ih.template data<T>() : nullptr,
                        cfg_.bias ? p.b_hh.template data<T>() : nullptr, hd + l * B * H, H,
                        cd + l * B * H, gates);
         continue;
@@ -312,12 +311,9 @@ void LSTM<T>::set_step_bf16(bool on) {
   const int64_t H = cfg_.hidden_size;
   for (int64_t l = 0; l < cfg_.num_layers; ++l) {
     const Dir& p = dir(l, 0);
-    std::vector<uint16_t> w((size_t)(4 * H * (layer_in(l) + H)));
-    const T* wi = p.w_ih.template data<T>();
-    const T* wh = p.w_hh.template data<T>();
-    const int64_t ni = 4 * H * layer_in(l), nh = 4 * H * H;
-    for (int64_t k = 0; k < ni; ++k) w[(size_t)k] = f32_to_bf16((float)wi[k]);
-    for (int64_t k = 0; k < nh; ++k) w[(size_t)(ni + k)] = f32_to_bf16((float)wh[k]);
+    Tensor w = Tensor::empty({lstm_step_bf16_packed_size(layer_in(l), H)}, DType::BF16);
+    lstm_step_bf16_pack(layer_in(l), H, p.w_ih.template data<float>(),
+                        p.w_hh.template data<float>(), static_cast<uint16_t*>(w.raw()));
     step_w_bf16_.push_back(std::move(w));
   }
 }

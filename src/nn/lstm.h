@@ -124,7 +124,7 @@ class LSTM : public Module {
   LstmBuffer<T> ga_, gb_;  // (T, B, max(I, D*H)) time-major gradients, ping-pong
   LstmScratch<T> scratch_;
   LstmBuffer<T> step_gates_;  // (B, 4H) for step()
-  std::vector<std::vector<uint16_t>> step_w_bf16_;  // per layer: W_ih then W_hh, bf16 (or empty)
+  std::vector<Tensor> step_w_bf16_;  // per layer: lstm_step_bf16_pack of W_ih, W_hh (or empty)
 };
 
 extern template class LSTM<float>;

@@ -371,44 +371,54 @@ TEST(LstmDeterminism, BackwardTwiceFloatThreaded) {
 
 // step() with bf16 weight copies equals step() of the same model whose float weights were
 // rounded to bf16 (bf16 widens exactly; with AVX512_BF16 the activations enter the products as
-// two bf16 halves, ~1e-5 relative), over several steps, 1 and 2 threads, B 1 and 4, sizes
-// with full 32-element blocks and tails; off again = the float weights; double refuses.
+// two bf16 halves, ~1e-5 relative), over several steps, 1 and 2 threads, B 1, 3 and 4 (the
+// kernel takes batch rows in pairs and a single one alone), sizes with 32-column chunk tails
+// and an odd number of chunks per unit (I 40 + H 72 -> 2 + 3 chunks); off again = the float
+// weights; double refuses.
 TEST(LstmStep, Bf16WeightsEqualRoundedFloatWeights) {
   const int nt = omp_get_max_threads();
   const Cfg c{4, 5, 69, 72, 2, false, true, false};
-  LSTM<float> m(make_cfg(c), 3), r(make_cfg(c), 3);
-  for (auto& p : r.params()) {
-    float* v = p.value->data<float>();
-    if (p.value->ndim() == 2)
-      for (int64_t k = 0; k < p.value->numel(); ++k) v[k] = bf16_to_f32(f32_to_bf16(v[k]));
-  }
-  m.set_step_bf16(true);
-  EXPECT_TRUE(m.step_bf16());
-  Rng rng(5);
-  for (int threads : {1, 2}) {
-    omp_set_num_threads(threads);
-    for (int64_t B : {1, 4}) {
-      Tensor hm({c.L, B, c.H}, DType::F32), cm({c.L, B, c.H}, DType::F32);
-      Tensor hr = hm.clone(), cr = cm.clone();
-      for (int64_t t = 0; t < c.T; ++t) {
-        Tensor x = randn_tensor<float>({B, c.I}, rng);
-        m.step(x, hm, cm);
-        r.step(x, hr, cr);
-        test::expect_close("h", hm.data<float>(), hr.data<float>(), hm.numel(), 2e-5, 2e-5);
-        test::expect_close("c", cm.data<float>(), cr.data<float>(), cm.numel(), 2e-5, 2e-5);
+  for (const Cfg& cc : {c, Cfg{4, 3, 40, 72, 1, false, false, false}}) {
+    LSTM<float> m(make_cfg(cc), 3), r(make_cfg(cc), 3);
+    for (auto& p : r.params()) {
+      float* v = p.value->data<float>();
+      if (p.value->ndim() == 2)
+        for (int64_t k = 0; k < p.value->numel(); ++k) v[k] = bf16_to_f32(f32_to_bf16(v[k]));
+    }
+    m.set_step_bf16(true);
+    EXPECT_TRUE(m.step_bf16());
+    Rng rng(5);
+    for (int threads : {1, 2}) {
+      omp_set_num_threads(threads);
+      for (int64_t B : {1, 3, 4}) {
+        Tensor hm({cc.L, B, cc.H}, DType::F32), cm({cc.L, B, cc.H}, DType::F32);
+        Tensor hr = hm.clone(), cr = cm.clone();
+        for (int64_t t = 0; t < cc.T; ++t) {
+          Tensor x = randn_tensor<float>({B, cc.I}, rng);
+          m.step(x, hm, cm);
+          r.step(x, hr, cr);
+          test::expect_close("h", hm.data<float>(), hr.data<float>(), hm.numel(), 2e-5, 2e-5);
+          test::expect_close("c", cm.data<float>(), cr.data<float>(), cm.numel(), 2e-5, 2e-5);
+        }
       }
     }
   }
   omp_set_num_threads(nt);
-  // off: the float weights, which differ from the rounded ones
+  // off again: bitwise the model that never had bf16 weights; on: differs from it
+  LSTM<float> m(make_cfg(c), 3), f(make_cfg(c), 3), b(make_cfg(c), 3);
+  m.set_step_bf16(true);
   m.set_step_bf16(false);
   EXPECT_FALSE(m.step_bf16());
+  b.set_step_bf16(true);
+  Rng rng(7);
   Tensor x = randn_tensor<float>({1, c.I}, rng);
   Tensor h1({c.L, 1, c.H}, DType::F32), c1({c.L, 1, c.H}, DType::F32);
-  Tensor h2 = h1.clone(), c2 = c1.clone();
+  Tensor h2 = h1.clone(), c2 = c1.clone(), h3 = h1.clone(), c3 = c1.clone();
   m.step(x, h1, c1);
-  r.step(x, h2, c2);
-  EXPECT_NE(0, std::memcmp(h1.raw(), h2.raw(), h1.nbytes()));
+  f.step(x, h2, c2);
+  b.step(x, h3, c3);
+  EXPECT_EQ(0, std::memcmp(h1.raw(), h2.raw(), h1.nbytes()));
+  EXPECT_NE(0, std::memcmp(h1.raw(), h3.raw(), h1.nbytes()));
   LSTM<double> d(make_cfg(c), 3);
   EXPECT_THROW(d.set_step_bf16(true), TypeError);
 }
