@@ -326,6 +326,8 @@ void check_split(int64_t B, int64_t TT, int64_t I, int64_t H, int64_t L) {
 TEST(LstmCarry, SplitEqualsFullDouble) { check_split<double>(3, 10, 5, 7, 2); }
 TEST(LstmCarry, SplitEqualsFullFloat) { check_split<float>(3, 10, 5, 7, 2); }
 TEST(LstmCarry, SplitEqualsFullFloatThreaded) { check_split<float>(20, 6, 16, 512, 1); }
+// The decode kernel (B <= 4) with full 32-column blocks and masked tails (I 37, H 70).
+TEST(LstmCarry, SplitEqualsFullFloatDecodeBlocks) { check_split<float>(2, 6, 37, 70, 2); }
 
 // ---- (4) backward twice is bitwise identical -------------------------------------------------
 
