@@ -5,6 +5,8 @@
 
 #include <omp.h>
 
+#include "cpu/parallel.h"
+
 namespace xlstm {
 
 // Positions p in [0, K-1+T) index the padded input xpad = concat(state_in, x): p < K-1 is
@@ -33,18 +35,17 @@ void conv1d_forward(int64_t B, int64_t Tn, int64_t F, int64_t K, const T* x, con
                     const T* bias, const T* state_in, T* y, T* state_out) {
   const int64_t S = K - 1;
   const std::vector<T> wt = transpose_w(F, K, w);
-#pragma omp parallel for collapse(2) schedule(static) if (B * Tn * F * K > 32768)
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < Tn; ++t) {
-      T* yr = y + (b * Tn + t) * F;
-      for (int64_t f = 0; f < F; ++f) yr[f] = bias ? bias[f] : T(0);
-      for (int64_t k = 0; k < K; ++k) {
-        const T* xr = xpad_row(b, t + k, Tn, F, K, x, state_in);
-        if (!xr) continue;
-        const T* wk = wt.data() + k * F;
-        for (int64_t f = 0; f < F; ++f) yr[f] += wk[f] * xr[f];
-      }
+  parallel_for(B * Tn, B * Tn * F * K > 32768, [&](int64_t bt) {
+    const int64_t b = bt / Tn, t = bt % Tn;
+    T* yr = y + (b * Tn + t) * F;
+    for (int64_t f = 0; f < F; ++f) yr[f] = bias ? bias[f] : T(0);
+    for (int64_t k = 0; k < K; ++k) {
+      const T* xr = xpad_row(b, t + k, Tn, F, K, x, state_in);
+      if (!xr) continue;
+      const T* wk = wt.data() + k * F;
+      for (int64_t f = 0; f < F; ++f) yr[f] += wk[f] * xr[f];
     }
+  });
   if (!state_out) return;
   // Ascending j reads xpad[T + j] >= j, so this also works in place (state_out == state_in).
   for (int64_t b = 0; b < B; ++b)
@@ -90,9 +91,7 @@ void conv1d_backward(int64_t B, int64_t Tn, int64_t F, int64_t K, const T* x, co
   // of the range: L1-resident, vectorised), then over b to double. Fixed feature ranges and
   // orders: deterministic, and the same for any thread count (each feature's sums are in the
   // same order whichever thread owns it).
-#pragma omp parallel if (B * Tn * F * K > 32768)
-  {
-    const int nth = omp_get_num_threads(), th = omp_get_thread_num();
+  parallel_region(B * Tn * F * K > 32768, [&](int th, int nth) {
     const int64_t f0 = F * th / nth, f1 = F * (th + 1) / nth, nf = f1 - f0;
     if (nf > 0) {
       std::vector<double> aw((size_t)(K * nf), 0.0), ab((size_t)nf, 0.0);
@@ -122,7 +121,7 @@ void conv1d_backward(int64_t B, int64_t Tn, int64_t F, int64_t K, const T* x, co
         if (dbias) dbias[f] += (T)ab[(size_t)(f - f0)];
       }
     }
-  }
+  });
 }
 
 #define XLSTM_INST(T)                                                                          \

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "cpu/parallel.h"
 #include "xlstm/error.h"
 
 namespace xlstm {
@@ -19,14 +20,12 @@ void dropout_forward(int64_t n, double p, Rng& rng, const T* x, T* y, T* mask) {
   }
   const T keep = (T)(1.0 / (1.0 - p));
   for (int64_t i = 0; i < n; ++i) mask[i] = rng.uniform() >= p ? keep : T(0);
-#pragma omp parallel for schedule(static) if (n > (1 << 15))
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * mask[i];
+  parallel_for(n, n > (1 << 15), [&](int64_t i) { y[i] = x[i] * mask[i]; });
 }
 
 template <class T>
 void dropout_backward(int64_t n, const T* mask, const T* dy, T* dx) {
-#pragma omp parallel for schedule(static) if (n > (1 << 15))
-  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * mask[i];
+  parallel_for(n, n > (1 << 15), [&](int64_t i) { dx[i] = dy[i] * mask[i]; });
 }
 
 template void dropout_forward<float>(int64_t, double, Rng&, const float*, float*, float*);

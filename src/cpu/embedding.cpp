@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "cpu/parallel.h"
 #include "xlstm/error.h"
 
 namespace xlstm {
@@ -17,8 +18,8 @@ void check_ids(const char* op, int64_t N, int64_t V, const int64_t* ids) {
 template <class T>
 void embedding_forward(int64_t N, int64_t V, int64_t D, const int64_t* ids, const T* W, T* y) {
   check_ids("embedding_forward", N, V, ids);
-#pragma omp parallel for schedule(static) if (N * D > 65536)
-  for (int64_t n = 0; n < N; ++n) std::copy(W + ids[n] * D, W + (ids[n] + 1) * D, y + n * D);
+  parallel_for(N, N * D > 65536,
+               [&](int64_t n) { std::copy(W + ids[n] * D, W + (ids[n] + 1) * D, y + n * D); });
 }
 
 template <class T>
@@ -28,15 +29,14 @@ void embedding_backward(int64_t N, int64_t V, int64_t D, const int64_t* ids, con
   // thread adding every row in order, so there are no races and the sum order is fixed.
   constexpr int64_t kBlock = 64;
   const int64_t nblocks = (D + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (N * D > 65536)
-  for (int64_t blk = 0; blk < nblocks; ++blk) {
+  parallel_for(nblocks, N * D > 65536, [&](int64_t blk) {
     const int64_t d0 = blk * kBlock, d1 = std::min(D, d0 + kBlock);
     for (int64_t n = 0; n < N; ++n) {
       const T* src = dy + n * D;
       T* dst = dW + ids[n] * D;
       for (int64_t d = d0; d < d1; ++d) dst[d] += src[d];
     }
-  }
+  });
 }
 
 #define XLSTM_INST(T)                                                                       \

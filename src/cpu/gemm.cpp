@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "cpu/parallel.h"
 #include "xlstm/error.h"
 
 namespace xlstm {
@@ -35,8 +36,13 @@ void gemm<float>(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alph
                 (int)lda, B, (int)ldb, beta, C, (int)ldc);
     return;
   }
-  dnnl_status_t st = dnnl_sgemm(ta == Trans::T ? 'T' : 'N', tb == Trans::T ? 'T' : 'N', M, N, K,
-                                alpha, A, lda, B, ldb, beta, C, ldc);
+  dnnl_status_t st;
+  {
+    // A small product runs on the calling thread: a fork of the team costs more than the work.
+    const OneThreadScope one(2.0 * (double)M * (double)N * (double)K < kSerialFlops);
+    st = dnnl_sgemm(ta == Trans::T ? 'T' : 'N', tb == Trans::T ? 'T' : 'N', M, N, K, alpha, A,
+                    lda, B, ldb, beta, C, ldc);
+  }
   if (st != dnnl_success) throw InternalError(str("[gemm] dnnl_sgemm failed with status ", (int)st));
 }
 

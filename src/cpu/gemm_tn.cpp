@@ -7,6 +7,7 @@
 
 #include "cpu/gemm.h"
 #include "cpu/gemm_tile.h"
+#include "cpu/parallel.h"
 
 namespace xlstm {
 
@@ -41,12 +42,10 @@ void gemm_tn(int64_t M, int64_t N, int64_t K, const float* A0, int64_t lda, cons
     return;
   }
   const double flops = 2.0 * (double)M * (double)lay.groups * (double)N * (double)K * (double)S;
-#pragma omp parallel if (flops > 4e6 && tiles > 1)
-  {
+  parallel_region(flops > 4e6 && tiles > 1, [&](int th, int nth) {
     // Each thread owns a contiguous range of row tiles of C (over all groups) for all of K.
     // (Splitting the column panels too, when row tiles are few, was slower: every thread then
     // reads all of A.)
-    const int nth = omp_get_num_threads(), th = omp_get_thread_num();
     const int64_t t0 = tiles * th / nth, t1 = tiles * (th + 1) / nth;
     const int64_t jtiles = (N + kTileNR - 1) / kTileNR;
     const int64_t nblk = (K + kKC - 1) / kKC;  // blocks per segment
@@ -91,7 +90,7 @@ void gemm_tn(int64_t M, int64_t N, int64_t K, const float* A0, int64_t lda, cons
           for (int64_t i = i_begin; i < i_end; ++i) colsum[q * M + i] += (double)sums[i - i_begin];
         }
     }
-  }
+  });
 #else
   for (int64_t q = 0; q < lay.groups; ++q)
     for (int64_t sg = 0; sg < std::max<int64_t>(1, S); ++sg) {

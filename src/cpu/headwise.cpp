@@ -11,6 +11,7 @@
 
 #include "cpu/gemm.h"
 #include "cpu/gemm_tn.h"
+#include "cpu/parallel.h"
 
 namespace xlstm {
 
@@ -47,8 +48,7 @@ inline void pack_w44(int64_t NH, const float* W, bool transposed, float* out) {
 inline void apply44(int64_t N, int64_t NH, const float* in, const float* Wp, float* out,
                     bool accumulate) {
   const int64_t C = NH * 4, G = NH / 4;
-#pragma omp parallel for schedule(static) if (N * C > 16384)
-  for (int64_t n = 0; n < N; ++n) {
+  parallel_for(N, N * C > 16384, [&](int64_t n) {
     const float* xr = in + n * C;
     float* yr = out + n * C;
     for (int64_t g = 0; g < G; ++g) {
@@ -61,7 +61,7 @@ inline void apply44(int64_t N, int64_t NH, const float* in, const float* Wp, flo
       acc = _mm512_fmadd_ps(lane<3>(v), _mm512_loadu_ps(w + 48), acc);
       _mm512_storeu_ps(yr + g * 16, acc);
     }
-  }
+  });
 }
 
 // dW[h, o, i] += sum_n dy[n, h, o] x[n, h, i]; db[h*4 + o] += sum_n dy[n, h, o]. Threads take
@@ -69,9 +69,7 @@ inline void apply44(int64_t N, int64_t NH, const float* in, const float* Wp, flo
 // deterministic); up to 4 groups per pass over the rows.
 inline void dw44(int64_t N, int64_t NH, const float* x, const float* dy, float* dW, float* db) {
   const int64_t C = NH * 4, G = NH / 4;
-#pragma omp parallel if (N * C > 16384)
-  {
-    const int nth = omp_get_num_threads(), th = omp_get_thread_num();
+  parallel_region(N * C > 16384, [&](int th, int nth) {
     const int64_t g0 = G * th / nth, g1 = G * (th + 1) / nth;
     for (int64_t gb = g0; gb < g1; gb += 4) {
       const int ng = (int)std::min<int64_t>(4, g1 - gb);
@@ -105,7 +103,7 @@ inline void dw44(int64_t N, int64_t NH, const float* x, const float* dy, float* 
         }
       }
     }
-  }
+  });
 }
 #endif
 
@@ -133,9 +131,9 @@ void headwise_forward(int64_t N, int64_t NH, int64_t I, int64_t O, const T* x, c
       apply44(N, NH, x, wp.data(), y, false);
       if (b) {
         const int64_t C = NH * O;
-#pragma omp parallel for schedule(static) if (N * C > 16384)
-        for (int64_t n = 0; n < N; ++n)
+        parallel_for(N, N * C > 16384, [&](int64_t n) {
           for (int64_t c = 0; c < C; ++c) y[n * C + c] += b[c];
+        });
       }
       return;
     }
@@ -146,9 +144,9 @@ void headwise_forward(int64_t N, int64_t NH, int64_t I, int64_t O, const T* x, c
             NH * O);
   if (!b) return;
   const int64_t C = NH * O;
-#pragma omp parallel for schedule(static) if (N * C > 16384)
-  for (int64_t n = 0; n < N; ++n)
+  parallel_for(N, N * C > 16384, [&](int64_t n) {
     for (int64_t c = 0; c < C; ++c) y[n * C + c] += b[c];
+  });
 }
 
 template <class T>
@@ -207,14 +205,13 @@ void headwise_backward(int64_t N, int64_t NH, int64_t I, int64_t O, const T* x, 
   const int64_t C = NH * O;
   constexpr int64_t kBlock = 64;
   const int64_t nblocks = (C + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (N * C > 16384)
-  for (int64_t blk = 0; blk < nblocks; ++blk) {
+  parallel_for(nblocks, N * C > 16384, [&](int64_t blk) {
     const int64_t c0 = blk * kBlock, c1 = std::min(C, c0 + kBlock);
     double acc[kBlock] = {};
     for (int64_t n = 0; n < N; ++n)
       for (int64_t c = c0; c < c1; ++c) acc[c - c0] += (double)dy[n * C + c];
     for (int64_t c = c0; c < c1; ++c) db[c] += (T)acc[c - c0];
-  }
+  });
 }
 
 #define XLSTM_INST(T)                                                                          \

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "cpu/parallel.h"
+
 namespace xlstm {
 
 // x: (N, NH*I) read. W: (NH, O, I) read. b: (NH*O) read, may be null. y: (N, NH*O) written.
@@ -21,21 +23,21 @@ void headwise_backward(int64_t N, int64_t NH, int64_t I, int64_t O, const T* x, 
 // src (B, S, NH, DH) read -> dst (B, NH, S, DH) written, and back. Batch rows in parallel.
 template <class T>
 void bsnd_to_bnsd(int64_t B, int64_t S, int64_t NH, int64_t DH, const T* src, T* dst) {
-#pragma omp parallel for schedule(static) if (B * S * NH * DH >= (1 << 18))
-  for (int64_t b = 0; b < B; ++b)
+  parallel_for(B, B * S * NH * DH >= (1 << 18), [&](int64_t b) {
     for (int64_t s = 0; s < S; ++s)
       for (int64_t h = 0; h < NH; ++h)
         std::memcpy(dst + ((b * NH + h) * S + s) * DH, src + ((b * S + s) * NH + h) * DH,
                     sizeof(T) * DH);
+  });
 }
 template <class T>
 void bnsd_to_bsnd(int64_t B, int64_t S, int64_t NH, int64_t DH, const T* src, T* dst) {
-#pragma omp parallel for schedule(static) if (B * S * NH * DH >= (1 << 18))
-  for (int64_t b = 0; b < B; ++b)
+  parallel_for(B, B * S * NH * DH >= (1 << 18), [&](int64_t b) {
     for (int64_t s = 0; s < S; ++s)
       for (int64_t h = 0; h < NH; ++h)
         std::memcpy(dst + ((b * S + s) * NH + h) * DH, src + ((b * NH + h) * S + s) * DH,
                     sizeof(T) * DH);
+  });
 }
 
 }  // namespace xlstm

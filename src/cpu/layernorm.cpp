@@ -4,6 +4,8 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu/parallel.h"
+
 namespace xlstm {
 
 // Both ops share one implementation over rows of (n, g): G groups of D features per row of x,
@@ -32,8 +34,7 @@ void norm_forward(int64_t N, int64_t G, int64_t D, const T* x, const T* w, const
                   NormScale scale, T* y, T* mean, T* rstd) {
   const int64_t C = G * D, rows = N * G;
   const double* sc_all = effective_scale(w, scale, C);
-#pragma omp parallel for schedule(static) if (rows * D > 16384)
-  for (int64_t r = 0; r < rows; ++r) {
+  parallel_for(rows, rows * D > 16384, [&](int64_t r) {
     const int64_t off = (r / G) * C + (r % G) * D, j0 = (r % G) * D;
     const T* xr = x + off;
     double s = 0;
@@ -60,7 +61,7 @@ void norm_forward(int64_t N, int64_t G, int64_t D, const T* x, const T* w, const
 #pragma omp simd
       for (int64_t d = 0; d < D; ++d) yr[d] = (T)(((double)xr[d] - mu) * rs * sc[d]);
     }
-  }
+  });
 }
 
 template <class T>
@@ -72,8 +73,7 @@ void norm_backward(int64_t N, int64_t G, int64_t D, const T* x, const T* w, Norm
   if (dw || db) {
     constexpr int64_t kBlock = 64;
     const int64_t nblocks = (C + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (N * C > 16384)
-    for (int64_t blk = 0; blk < nblocks; ++blk) {
+    parallel_for(nblocks, N * C > 16384, [&](int64_t blk) {
       const int64_t j0 = blk * kBlock, j1 = std::min(C, j0 + kBlock);
       double aw[kBlock] = {}, ab[kBlock] = {};
       for (int64_t n = 0; n < N; ++n) {
@@ -98,12 +98,11 @@ void norm_backward(int64_t N, int64_t G, int64_t D, const T* x, const T* w, Norm
         if (dw) dw[j] += (T)aw[j - j0];
         if (db) db[j] += (T)ab[j - j0];
       }
-    }
+    });
   }
   // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * scale.
   const double* sc_all = effective_scale(w, scale, C);
-#pragma omp parallel for schedule(static) if (rows * D > 16384)
-  for (int64_t r = 0; r < rows; ++r) {
+  parallel_for(rows, rows * D > 16384, [&](int64_t r) {
     const int64_t off = (r / G) * C + (r % G) * D, j0 = (r % G) * D;
     const T* xr = x + off;
     const T* dyr = dy + off;
@@ -125,7 +124,7 @@ void norm_backward(int64_t N, int64_t G, int64_t D, const T* x, const T* w, Norm
       const double xhat = ((double)xr[d] - mu) * rs;
       dxr[d] = (T)(rs * (g - sg - xhat * sgx));
     }
-  }
+  });
 }
 
 }  // namespace

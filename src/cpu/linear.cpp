@@ -11,6 +11,7 @@
 
 #include "cpu/embedding.h"
 #include "cpu/gemm.h"
+#include "cpu/parallel.h"
 #include "cpu/simd.h"
 
 namespace xlstm {
@@ -23,8 +24,7 @@ template <class T>
 void add_column_sums(int64_t N, int64_t O, const T* dy, T* db) {
   constexpr int64_t kBlock = 64;
   const int64_t nblocks = (O + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (N * O > 16384)
-  for (int64_t blk = 0; blk < nblocks; ++blk) {
+  parallel_for(nblocks, N * O > 16384, [&](int64_t blk) {
     const int64_t o0 = blk * kBlock, o1 = std::min(O, o0 + kBlock);
     double acc[kBlock] = {};
     for (int64_t n = 0; n < N; ++n) {
@@ -32,7 +32,7 @@ void add_column_sums(int64_t N, int64_t O, const T* dy, T* db) {
       for (int64_t o = o0; o < o1; ++o) acc[o - o0] += (double)row[o];
     }
     for (int64_t o = o0; o < o1; ++o) db[o] += (T)acc[o - o0];
-  }
+  });
 }
 
 }  // namespace
@@ -41,11 +41,10 @@ template <class T>
 void linear_forward(int64_t N, int64_t I, int64_t O, const T* x, const T* W, const T* b, T* y) {
   gemm<T>(Trans::N, Trans::T, N, O, I, T(1), x, I, W, I, T(0), y, O);
   if (!b) return;
-#pragma omp parallel for schedule(static) if (N * O > 16384)
-  for (int64_t n = 0; n < N; ++n) {
+  parallel_for(N, N * O > 16384, [&](int64_t n) {
     T* row = y + n * O;
     for (int64_t o = 0; o < O; ++o) row[o] += b[o];
-  }
+  });
 }
 
 template <class T>
@@ -229,10 +228,10 @@ void gemv_rows(int64_t N, int64_t I, int64_t O, const float* x, const W* w, cons
                float* y) {
   constexpr int64_t kRowsPerTask = 16;
   const int64_t tasks = (O + kRowsPerTask - 1) / kRowsPerTask;
-#pragma omp parallel for schedule(static) if (O * I > 65536)
-  for (int64_t t = 0; t < tasks; ++t)
+  parallel_for(tasks, O * I > 65536, [&](int64_t t) {
     gemv_dispatch(N, I, t * kRowsPerTask, std::min(O, (t + 1) * kRowsPerTask), x, w, b, y, O,
                   false);
+  });
 }
 
 }  // namespace
@@ -261,14 +260,13 @@ void linear_forward_mixed(int64_t N, int64_t I, int64_t O, const float* x, const
   for (int64_t o0 = 0; o0 < O; o0 += kPanel) {
     const int64_t rows = std::min(kPanel, O - o0);
     const uint16_t* src = w + o0 * I;
-#pragma omp parallel for schedule(static) if (rows * I > 65536)
-    for (int64_t j = 0; j < rows * I; ++j) pw[j] = bf16_to_f32(src[j]);
+    parallel_for(rows * I, rows * I > 65536, [&](int64_t j) { pw[j] = bf16_to_f32(src[j]); });
     gemm<float>(Trans::N, Trans::T, N, rows, I, 1.f, x, I, pw, I, 0.f, y + o0, O);
   }
   if (!b) return;
-#pragma omp parallel for schedule(static) if (N * O > 16384)
-  for (int64_t n = 0; n < N; ++n)
+  parallel_for(N, N * O > 16384, [&](int64_t n) {
     for (int64_t o = 0; o < O; ++o) y[n * O + o] += b[o];
+  });
 }
 
 void linear_gemv_rows(int64_t N, int64_t I, int64_t o0, int64_t o1, const float* x, const void* W,

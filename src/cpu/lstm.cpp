@@ -17,6 +17,7 @@
 #include <omp.h>
 
 #include "cpu/gemm.h"
+#include "cpu/parallel.h"
 #include "cpu/simd.h"
 #include "cpu/packed_gemm.h"
 #include "xlstm/error.h"
@@ -133,31 +134,30 @@ template <class T, bool kRec, bool kBias>
 void pointwise_forward(int64_t B, int64_t H, T* g, const T* gh, const T* bias, const T* cprev, T* c,
                        T* h, int64_t ldh) {
   const int64_t G = 4 * H, nblk = (H + kColBlock - 1) / kColBlock;
-#pragma omp parallel for collapse(2) schedule(static) if (B * H >= kParallelMin)
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t jb = 0; jb < nblk; ++jb) {
-      const int64_t j0 = jb * kColBlock, j1 = std::min(H, j0 + kColBlock);
-      T* gi = g + b * G;
-      T* gf = gi + H;
-      T* gg = gi + 2 * H;
-      T* go = gi + 3 * H;
-      const T* ri = kRec ? gh + b * G : nullptr;
-      const T* cp = cprev + b * H;
-      T* cr = c + b * H;
-      T* hr = h + b * ldh;
+  parallel_for(B * nblk, B * H >= kParallelMin, [&](int64_t bj) {
+    const int64_t b = bj / nblk, jb = bj % nblk;
+    const int64_t j0 = jb * kColBlock, j1 = std::min(H, j0 + kColBlock);
+    T* gi = g + b * G;
+    T* gf = gi + H;
+    T* gg = gi + 2 * H;
+    T* go = gi + 3 * H;
+    const T* ri = kRec ? gh + b * G : nullptr;
+    const T* cp = cprev + b * H;
+    T* cr = c + b * H;
+    T* hr = h + b * ldh;
 #pragma omp simd
-      for (int64_t j = j0; j < j1; ++j) {
-        T pi = gi[j], pf = gf[j], pg = gg[j], po = go[j];
-        if (kRec) pi += ri[j], pf += ri[H + j], pg += ri[2 * H + j], po += ri[3 * H + j];
-        if (kBias) pi += bias[j], pf += bias[H + j], pg += bias[2 * H + j], po += bias[3 * H + j];
-        const T ai = Act<T>::sig(pi), af = Act<T>::sig(pf), ag = Act<T>::tanh(pg),
-                ao = Act<T>::sig(po);
-        const T cn = af * cp[j] + ai * ag;
-        gi[j] = ai, gf[j] = af, gg[j] = ag, go[j] = ao;
-        cr[j] = cn;
-        hr[j] = ao * Act<T>::tanh(cn);
-      }
+    for (int64_t j = j0; j < j1; ++j) {
+      T pi = gi[j], pf = gf[j], pg = gg[j], po = go[j];
+      if (kRec) pi += ri[j], pf += ri[H + j], pg += ri[2 * H + j], po += ri[3 * H + j];
+      if (kBias) pi += bias[j], pf += bias[H + j], pg += bias[2 * H + j], po += bias[3 * H + j];
+      const T ai = Act<T>::sig(pi), af = Act<T>::sig(pf), ag = Act<T>::tanh(pg),
+              ao = Act<T>::sig(po);
+      const T cn = af * cp[j] + ai * ag;
+      gi[j] = ai, gf[j] = af, gg[j] = ag, go[j] = ao;
+      cr[j] = cn;
+      hr[j] = ao * Act<T>::tanh(cn);
     }
+  });
 }
 
 // One step backward. act: (B, 4H) activations read. c, cprev: (B, H) read. dy: (B, H) row
@@ -168,8 +168,7 @@ template <class T>
 void pointwise_backward(int64_t B, int64_t H, const T* act, const T* c, const T* cprev, const T* dy,
                         int64_t lddy, const T* dh_rec, T* dc, T* dg, T* dbias) {
   const int64_t G = 4 * H, nblk = (H + kColBlock - 1) / kColBlock;
-#pragma omp parallel for schedule(static) if (B * H >= kParallelMin)
-  for (int64_t jb = 0; jb < nblk; ++jb) {
+  parallel_for(nblk, B * H >= kParallelMin, [&](int64_t jb) {
     const int64_t j0 = jb * kColBlock, j1 = std::min(H, j0 + kColBlock);
     for (int64_t b = 0; b < B; ++b) {
       const T* ai = act + b * G;
@@ -194,7 +193,7 @@ void pointwise_backward(int64_t B, int64_t H, const T* act, const T* c, const T*
         dbias[j] += di, dbias[H + j] += df, dbias[2 * H + j] += dgg, dbias[3 * H + j] += dgo;
       }
     }
-  }
+  });
 }
 
 // ---- GEMMs against the weights ------------------------------------------------------------
@@ -560,8 +559,7 @@ inline void dot4(int64_t n, const float* v, const float* w0, const float* w1, co
 template <class T, class W>
 void step_fused(int64_t B, int64_t I, int64_t H, const T* x, int64_t ldx, const W* W_ih,
                 const W* W_hh, const T* b_ih, const T* b_hh, T* h, int64_t ldh, T* c, T* hnew) {
-#pragma omp parallel for schedule(static) if (H * (I + H) >= (1 << 16))
-  for (int64_t j = 0; j < H; ++j) {
+  parallel_for(H, H * (I + H) >= (1 << 16), [&](int64_t j) {
     const int64_t r[4] = {j, H + j, 2 * H + j, 3 * H + j};
     for (int64_t b = 0; b < B; ++b) {
       T p[4];
@@ -576,7 +574,7 @@ void step_fused(int64_t B, int64_t I, int64_t H, const T* x, int64_t ldx, const 
       c[b * H + j] = cn;
       hnew[b * H + j] = ao * Act<T>::tanh(cn);
     }
-  }
+  });
   copy_rows(B, H, hnew, H, h, ldh);
 }
 
@@ -622,8 +620,7 @@ int64_t lstm_step_bf16_packed_size(int64_t I, int64_t H) {
 void lstm_step_bf16_pack(int64_t I, int64_t H, const float* W_ih, const float* W_hh,
                          uint16_t* out) {
   const int64_t Ip = pad_chunk(I), Hp = pad_chunk(H);
-#pragma omp parallel for schedule(static) if (H * (I + H) >= (1 << 16))
-  for (int64_t j = 0; j < H; ++j) {
+  parallel_for(H, H * (I + H) >= (1 << 16), [&](int64_t j) {
     uint16_t* o = out + j * 4 * (Ip + Hp);
     for (int part = 0; part < 2; ++part) {
       const int64_t K = part ? H : I, Kp = part ? Hp : Ip;
@@ -633,7 +630,7 @@ void lstm_step_bf16_pack(int64_t I, int64_t H, const float* W_ih, const float* W
           for (int64_t e = 0; e < kStepChunk; ++e)
             o[e] = q + e < K ? f32_to_bf16(W[(g * H + j) * K + q + e]) : uint16_t{0};
     }
-  }
+  });
 }
 
 namespace {
@@ -750,8 +747,7 @@ void lstm_step_bf16(int64_t B, int64_t I, int64_t H, const float* x, int64_t ldx
   // runs as one vector pass (scalar, it cost ~10% of a step).
   constexpr int64_t kUnits = 16;
   const int64_t nblk = (H + kUnits - 1) / kUnits;
-#pragma omp parallel for schedule(static) if (H * (I + H) >= (1 << 16))
-  for (int64_t blk = 0; blk < nblk; ++blk) {
+  parallel_for(nblk, H * (I + H) >= (1 << 16), [&](int64_t blk) {
     const int64_t j0 = blk * kUnits, nu = std::min(kUnits, H - j0);
     alignas(64) float pre[kDecodeMaxB][4][kUnits];
     for (int64_t u = 0; u < nu; ++u) {
@@ -787,7 +783,7 @@ void lstm_step_bf16(int64_t B, int64_t I, int64_t H, const float* x, int64_t ldx
         hb[u] = ao * Act<float>::tanh(cn);
       }
     }
-  }
+  });
   copy_rows(B, H, hnew, H, h, ldh);
 }
 

@@ -86,7 +86,11 @@ void for_each_head(int64_t BH, double work, MlstmWorkspace& ws, size_t bytes, Bo
   const int threads =
       BH > 1 && work > 2e5 ? (int)std::min<int64_t>(omp_get_max_threads(), BH) : 1;
   ws.reserve(threads, bytes);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
+  if (threads == 1) {  // no OpenMP construct at all: see cpu/parallel.h
+    for (int64_t bh = 0; bh < BH; ++bh) body(bh, ws.slice(0));
+    return;
+  }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
   for (int64_t bh = 0; bh < BH; ++bh) body(bh, ws.slice(omp_get_thread_num()));
 }
 

@@ -4,6 +4,7 @@
 #include <unordered_map>
 
 #include "cpu/lstm.h"  // LstmBuffer: huge-page, pre-touched, grow-only storage
+#include "cpu/parallel.h"
 
 namespace xlstm {
 
@@ -36,6 +37,10 @@ PackedMatmul& PackedMatmul::operator=(PackedMatmul&&) noexcept = default;
 
 void PackedMatmul::pack(int64_t M, int64_t K, int64_t N, int64_t lda, int64_t ldc, Trans tw,
                         bool accumulate, const float* W) {
+  // A small reorder (the sLSTM's per-head recurrent weights are repacked at every call, also at
+  // every decode step) runs on the calling thread; oneDNN fixes a reorder's thread count when
+  // it creates the primitive, so the scope covers its creation too.
+  const bool small = (double)K * (double)N < kSerialFlops / 4;
   Impl& g = *p_;
   const dnnl::engine& eng = cpu_engine();
   if (g.M != M || g.K != K || g.N != N || g.lda != lda || g.ldc != ldc || g.tw != tw ||
@@ -55,13 +60,17 @@ void PackedMatmul::pack(int64_t M, int64_t K, int64_t N, int64_t lda, int64_t ld
     g.w_packed = dnnl::memory(pd.weights_desc(), eng, g.w_buf.ensure(wn));
     const md user_md = tw == Trans::N ? md({K, N}, dt::f32, {N, 1}) : md({K, N}, dt::f32, {1, K});
     g.w_user = dnnl::memory(user_md, eng, DNNL_MEMORY_NONE);
-    g.reorder = dnnl::reorder(g.w_user, g.w_packed);
+    {
+      const OneThreadScope one(small);
+      g.reorder = dnnl::reorder(g.w_user, g.w_packed);
+    }
     g.src = dnnl::memory(src_md, eng, DNNL_MEMORY_NONE);
     g.dst = dnnl::memory(dst_md, eng, DNNL_MEMORY_NONE);
     g.args = {{DNNL_ARG_SRC, g.src}, {DNNL_ARG_WEIGHTS, g.w_packed}, {DNNL_ARG_DST, g.dst}};
     g.M = M, g.K = K, g.N = N, g.lda = lda, g.ldc = ldc, g.tw = tw, g.acc = accumulate;
   }
   g.w_user.set_data_handle(const_cast<float*>(W));
+  const OneThreadScope one(small);
   g.reorder.execute(g.strm, g.w_user, g.w_packed);
   g.strm.wait();
 }
@@ -70,6 +79,8 @@ void PackedMatmul::run(const float* A, float* C) {
   Impl& g = *p_;
   g.src.set_data_handle(const_cast<float*>(A));
   g.dst.set_data_handle(C);
+  // A small product runs on the calling thread (cpu/parallel.h).
+  const OneThreadScope one(2.0 * (double)g.M * (double)g.N * (double)g.K < kSerialFlops);
   g.prim.execute(g.strm, g.args);
   g.strm.wait();
 }

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "cpu/parallel.h"
+
 namespace xlstm {
 
 // Row reductions are accumulated in double for both T = float and T = double; rstd is stored
@@ -10,8 +12,7 @@ namespace xlstm {
 
 template <class T>
 void rmsnorm_forward(int64_t N, int64_t D, const T* x, const T* w, double eps, T* y, T* rstd) {
-#pragma omp parallel for schedule(static) if (N * D > 16384)
-  for (int64_t n = 0; n < N; ++n) {
+  parallel_for(N, N * D > 16384, [&](int64_t n) {
     const T* xr = x + n * D;
     double ss = 0;
     for (int64_t d = 0; d < D; ++d) ss += (double)xr[d] * (double)xr[d];
@@ -19,7 +20,7 @@ void rmsnorm_forward(int64_t N, int64_t D, const T* x, const T* w, double eps, T
     rstd[n] = (T)rs;
     T* yr = y + n * D;
     for (int64_t d = 0; d < D; ++d) yr[d] = (T)((double)xr[d] * rs * (w ? (double)w[d] : 1.0));
-  }
+  });
 }
 
 template <class T>
@@ -29,8 +30,7 @@ void rmsnorm_backward(int64_t N, int64_t D, const T* x, const T* w, const T* rst
   if (dw) {
     constexpr int64_t kBlock = 64;
     const int64_t nblocks = (D + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (N * D > 16384)
-    for (int64_t blk = 0; blk < nblocks; ++blk) {
+    parallel_for(nblocks, N * D > 16384, [&](int64_t blk) {
       const int64_t d0 = blk * kBlock, d1 = std::min(D, d0 + kBlock);
       double acc[kBlock] = {};
       for (int64_t n = 0; n < N; ++n) {
@@ -39,11 +39,10 @@ void rmsnorm_backward(int64_t N, int64_t D, const T* x, const T* w, const T* rst
           acc[d - d0] += (double)dy[n * D + d] * (double)x[n * D + d] * rs;
       }
       for (int64_t d = d0; d < d1; ++d) dw[d] += (T)acc[d - d0];
-    }
+    });
   }
   // dx = rstd * (g - x * rstd^2 * mean(g * x)), g = dy * w.
-#pragma omp parallel for schedule(static) if (N * D > 16384)
-  for (int64_t n = 0; n < N; ++n) {
+  parallel_for(N, N * D > 16384, [&](int64_t n) {
     const T* xr = x + n * D;
     const T* dyr = dy + n * D;
     const double rs = (double)rstd[n];
@@ -55,7 +54,7 @@ void rmsnorm_backward(int64_t N, int64_t D, const T* x, const T* w, const T* rst
       const double g = (double)dyr[d] * (w ? (double)w[d] : 1.0);
       dxr[d] = (T)(rs * (g - (double)xr[d] * c));
     }
-  }
+  });
 }
 
 #define XLSTM_INST(T)                                                                           \

@@ -13,6 +13,7 @@
 #include "cpu/gemm.h"
 #include "cpu/gemm_tn.h"
 #include "cpu/packed_gemm.h"
+#include "cpu/parallel.h"
 #include "xlstm/error.h"
 
 namespace xlstm {
@@ -322,8 +323,7 @@ void slstm_forward(const SlstmShape& s, const SlstmLayout& L, const T* x, const 
   if (!step_major) {
     const bool first0 = all_zero(st.n(0), BH);
     std::vector<char> zero_seen((size_t)NH, 0);
-#pragma omp parallel for schedule(static, 1) if (NH > 1)
-    for (int64_t h = 0; h < NH; ++h) {
+    parallel_for(NH, NH > 1 && B * Tn * G * DH >= (1 << 16), [&](int64_t h) {
       mm.pack_fwd(h);
       for (int64_t t = 0; t < Tn; ++t) {
         if (t > 0 && head_n_zero(st.n(t), B, H, h, DH)) {
@@ -334,7 +334,7 @@ void slstm_forward(const SlstmShape& s, const SlstmLayout& L, const T* x, const 
         for (int64_t b = 0; b < B; ++b)
           forward_unit_row(s, L, x, bias, y, cache, st, t, b, h, t == 0 && first0);
       }
-    }
+    });
     step_major = std::find(zero_seen.begin(), zero_seen.end(), 1) != zero_seen.end();
   }
   if (step_major) {
@@ -342,9 +342,9 @@ void slstm_forward(const SlstmShape& s, const SlstmLayout& L, const T* x, const 
     for (int64_t t = 0; t < Tn; ++t) {
       for (int64_t h = 0; h < NH; ++h) mm.fwd(h, st.y(t), raw);
       const bool first = all_zero(st.n(t), BH);
-#pragma omp parallel for schedule(static) if (BH >= 4096)
-      for (int64_t r = 0; r < B * NH; ++r)
+      parallel_for(B * NH, BH >= 4096, [&](int64_t r) {
         forward_unit_row(s, L, x, bias, y, cache, st, t, r / NH, r % NH, first);
+      });
     }
   }
   if (state_out)
@@ -369,20 +369,19 @@ void slstm_backward(const SlstmShape& s, const SlstmLayout& L, const T* R, const
   HeadGemms<T> mm(s, R, cache);
 
   if (head_major<T>(NH)) {
-#pragma omp parallel for schedule(static, 1) if (NH > 1)
-    for (int64_t h = 0; h < NH; ++h) {
+    parallel_for(NH, NH > 1 && B * Tn * G * DH >= (1 << 16), [&](int64_t h) {
       mm.pack_bwd(h);
       for (int64_t t = Tn - 1; t >= 0; --t) {
         for (int64_t b = 0; b < B; ++b) backward_unit_row(s, L, dy, dx, cache, st, t, b, h);
         if (t > 0 || dstate0) mm.bwd(h, cache.draw.data(), dyr);
       }
-    }
+    });
   } else {
     for (int64_t h = 0; h < NH; ++h) mm.pack_bwd(h);
     for (int64_t t = Tn - 1; t >= 0; --t) {
-#pragma omp parallel for schedule(static) if (BH >= 4096)
-      for (int64_t r = 0; r < B * NH; ++r)
+      parallel_for(B * NH, BH >= 4096, [&](int64_t r) {
         backward_unit_row(s, L, dy, dx, cache, st, t, r / NH, r % NH);
+      });
       if (t > 0 || dstate0)  // d y(t-1) = sum_h draw_h (B, 4DH) . R_h (4DH, DH)
         for (int64_t h = 0; h < NH; ++h) mm.bwd(h, cache.draw.data(), dyr);
     }

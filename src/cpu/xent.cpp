@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu/parallel.h"
 #include "xlstm/error.h"
 
 namespace xlstm {
@@ -25,14 +26,13 @@ double xent_forward_backward(int64_t N, int64_t V, const T* logits, const int64_
   if (count) *count = cnt;
   std::vector<double> row_loss((size_t)N, 0.0);
   const double g = cnt > 0 ? dloss / (double)cnt : 0.0;
-#pragma omp parallel for schedule(static) if (N * V > 32768)
-  for (int64_t n = 0; n < N; ++n) {
+  parallel_for(N, N * V > 32768, [&](int64_t n) {
     const T* z = logits + n * V;
     T* dz = dlogits ? dlogits + n * V : nullptr;
     const int64_t t = targets[n];
     if (t == ignore_index) {
       if (dz) std::fill(dz, dz + V, T(0));
-      continue;
+      return;
     }
     T mx = z[0];
     for (int64_t v = 1; v < V; ++v) mx = std::max(mx, z[v]);
@@ -45,7 +45,7 @@ double xent_forward_backward(int64_t N, int64_t V, const T* logits, const int64_
       for (int64_t v = 0; v < V; ++v)
         dz[v] = (T)((double)std::exp(z[v] - mx) * inv - (v == t ? g : 0.0));
     }
-  }
+  });
   if (cnt == 0) return 0.0;
   double total = 0;
   for (int64_t n = 0; n < N; ++n) total += row_loss[(size_t)n];

@@ -10,6 +10,7 @@
 #include "cpu/headwise.h"
 #include "cpu/layernorm.h"
 #include "cpu/linear.h"
+#include "cpu/parallel.h"
 #include "nn/init.h"
 
 namespace xlstm {
@@ -195,8 +196,10 @@ Tensor MLSTMLayer<T>::forward(const Tensor& x, Mode mode, Rng* rng,
   opt.chunk_size = cfg_.chunk_size;
   const bool stateful = (state_in && state_in->cell.c.defined()) || state_out;
   MlstmForm form = cfg_.form;
-  if (stateful && form == MlstmForm::Parallel)
-    form = S == 1 ? MlstmForm::Recurrent : MlstmForm::Chunkwise;
+  // One step of a stateful stream (decode) is the recurrent step whatever form the layer
+  // trains with: the chunkwise form would pad it to a whole chunk.
+  if (stateful && S == 1) form = MlstmForm::Recurrent;
+  else if (stateful && form == MlstmForm::Parallel) form = MlstmForm::Chunkwise;
   MlstmState cell_out;
   Tensor h = mlstm_forward(form, tq, tk, tv, ti, tf, opt,
                            state_in && state_in->cell.c.defined() ? &state_in->cell : nullptr,
@@ -213,15 +216,14 @@ Tensor MLSTMLayer<T>::forward(const Tensor& x, Mode mode, Rng* rng,
   {
     const T *hn = hn_.data(), *xc = xc_.data(), *z = z_.data();
     T* pre = pre_.data();
-#pragma omp parallel for schedule(static) if (N * I > 32768)
-    for (int64_t r = 0; r < N; ++r) {
+    parallel_for(N, N * I > 32768, [&](int64_t r) {
 #pragma omp simd
       for (int64_t j = 0; j < I; ++j) {
         const int64_t e = r * I + j;
         const T zz = z[e];
         pre[e] = (hn[e] + sk[j] * xc[e]) * (zz * PwMath<T>::sigmoid(zz));
       }
-    }
+    });
   }
   Tensor y = Tensor::empty({B, S, D_}, dt);
   linear_forward<T>(N, I, D_, pre_.data(), w_down_.data<T>(), ptr_or_null<T>(b_down_), y.data<T>());

@@ -1,5 +1,6 @@
 // mLSTM layer (xlstm package): finite-difference gradients of the input and every parameter,
-// chunkwise form == parallel form, one call == two calls with carried state, bad input.
+// chunkwise form == parallel form, one call == two calls with carried state == token-by-token
+// steps, bad input.
 #include <gtest/gtest.h>
 
 #include "harness/compare.h"
@@ -86,6 +87,21 @@ TEST(MlstmLayer, ChunkwiseEqualsParallelAndStateCarries) {
                        yc.data<double>() + bb * S * D, S1 * D, 1e-10, 1e-9);
     test::expect_close("second half", y2.data<double>() + bb * S2 * D,
                        yc.data<double>() + (bb * S + S1) * D, S2 * D, 1e-10, 1e-9);
+  }
+  // token by token (decode): a stateful call with S == 1 takes the recurrent step, whatever the
+  // layer's form, and the stream equals the one call
+  MLSTMLayerState ss;
+  for (int64_t t = 0; t < S; ++t) {
+    std::vector<double> xt;
+    for (int64_t bb = 0; bb < B; ++bb)
+      xt.insert(xt.end(), xv.begin() + (bb * S + t) * D, xv.begin() + (bb * S + t + 1) * D);
+    MLSTMLayerState next;
+    Tensor yt = chk.forward(Tensor::from<double>({B, 1, D}, xt), Mode::Eval, nullptr,
+                            t == 0 ? nullptr : &ss, &next);
+    ss = std::move(next);
+    for (int64_t bb = 0; bb < B; ++bb)
+      test::expect_close("token " + std::to_string(t), yt.data<double>() + bb * D,
+                         yc.data<double>() + (bb * S + t) * D, D, 1e-10, 1e-9);
   }
 }
 
