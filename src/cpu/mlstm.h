@@ -76,6 +76,8 @@ struct MlstmInputs {
 };
 
 // Kernel outputs (written). c, n, m: the final state, written when non-null (not parallel).
+// The recurrent form also accepts c, n, m equal to the inputs' c0, n0, m0 (state updated in
+// place); no other overlap.
 template <class T>
 struct MlstmOutputs {
   T* h = nullptr;

@@ -97,12 +97,14 @@ void mlstm_recurrent_forward(const MlstmDims& d, const MlstmOptions& o, const Ml
     Arena arena(mem);
     StepBufs<T> w;
     w.carve(arena, P, DHQK, DHV, false);
-    T* C = w.C;
-    T* n = w.n;
-    if (in.c0) std::memcpy(C, in.c0 + bh * CS, sizeof(T) * CS);
-    else std::fill(C, C + CS, T(0));
-    if (in.n0) std::memcpy(n, in.n0 + bh * DHQK, sizeof(T) * DHQK);
-    else std::fill(n, n + DHQK, T(0));
+    // The running state lives in the output state when there is one (a decode step: one copy
+    // of C in instead of one in and one out; none when the caller passes the same buffers).
+    T* C = out.c ? out.c + bh * CS : w.C;
+    T* n = out.n ? out.n + bh * DHQK : w.n;
+    if (!in.c0) std::fill(C, C + CS, T(0));
+    else if (C != in.c0 + bh * CS) std::memcpy(C, in.c0 + bh * CS, sizeof(T) * CS);
+    if (!in.n0) std::fill(n, n + DHQK, T(0));
+    else if (n != in.n0 + bh * DHQK) std::memcpy(n, in.n0 + bh * DHQK, sizeof(T) * DHQK);
     double mp = in.m0 ? (double)in.m0[bh] : 0.0;
     auto checkpoint = [&](int64_t slot) {
       std::memcpy(cache->c.data() + (bh * (NK + 1) + slot) * CS, C, sizeof(T) * CS);
@@ -121,8 +123,6 @@ void mlstm_recurrent_forward(const MlstmDims& d, const MlstmOptions& o, const Ml
       }
     }
     if (cache) checkpoint(NK);
-    if (out.c) std::memcpy(out.c + bh * CS, C, sizeof(T) * CS);
-    if (out.n) std::memcpy(out.n + bh * DHQK, n, sizeof(T) * DHQK);
     if (out.m) out.m[bh] = (T)mp;
   });
 }

@@ -559,3 +559,40 @@ TEST(MlstmKernel, BadShapesThrow) {
              {"[mlstm_backward]", "dh must be (B,NH,S,DHV)=(2,3,5,6)", "got (2,3,5,4)"});
   EXPECT_THROW(mlstm_forward(MlstmForm::Chunkwise, q, k.to(DType::F32), v, i, f, o), TypeError);
 }
+
+// ---- the recurrent form updating the state in place (decode) --------------------------------
+
+// Output state == input state buffers (the kernel then keeps the running state there) gives
+// bitwise the same h and final state as separate buffers, step after step.
+TEST(MlstmState, RecurrentInPlaceEqualsSeparate) {
+  const MlstmDims d{2, 3, 1, 8, 6};
+  const int64_t BH = d.B * d.NH, CS = d.DHQK * d.DHV;
+  Rng rng(41);
+  auto f32 = [](const Vec& v) { return std::vector<float>(v.begin(), v.end()); };
+  std::vector<float> c = f32(test::randn<double>(BH * CS, rng)),
+                     n = f32(test::randn<double>(BH * d.DHQK, rng)),
+                     m = f32(test::randn<double>(BH, rng));
+  std::vector<float> c2 = c, n2 = n, m2 = m;  // in-place copy of the state
+  MlstmWorkspace ws;
+  for (int step = 0; step < 4; ++step) {
+    const auto q = f32(test::randn<double>(BH * d.DHQK, rng)),
+               k = f32(test::randn<double>(BH * d.DHQK, rng)),
+               v = f32(test::randn<double>(BH * d.DHV, rng)), ig = f32(test::randn<double>(BH, rng)),
+               fg = f32(test::randn<double>(BH, rng));
+    MlstmInputs<float> in{q.data(), k.data(), v.data(), ig.data(), fg.data(),
+                          c.data(), n.data(), m.data()};
+    std::vector<float> h(BH * d.DHV), co(BH * CS), no(BH * d.DHQK), mo(BH);
+    mlstm_recurrent_forward<float>(d, MlstmOptions{}, in, {h.data(), co.data(), no.data(), mo.data()},
+                                   nullptr, ws);
+    MlstmInputs<float> in2 = in;
+    in2.c0 = c2.data(), in2.n0 = n2.data(), in2.m0 = m2.data();
+    std::vector<float> h2(BH * d.DHV);
+    mlstm_recurrent_forward<float>(d, MlstmOptions{}, in2, {h2.data(), c2.data(), n2.data(), m2.data()},
+                                   nullptr, ws);
+    EXPECT_EQ(0, std::memcmp(h.data(), h2.data(), h.size() * sizeof(float))) << "step " << step;
+    EXPECT_EQ(0, std::memcmp(co.data(), c2.data(), co.size() * sizeof(float))) << "step " << step;
+    EXPECT_EQ(0, std::memcmp(no.data(), n2.data(), no.size() * sizeof(float))) << "step " << step;
+    EXPECT_EQ(0, std::memcmp(mo.data(), m2.data(), mo.size() * sizeof(float))) << "step " << step;
+    c = co, n = no, m = mo;
+  }
+}
