@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/huge_vector.h"
 #include "models/xlstm_config.h"
 
 namespace xlstm {
@@ -42,7 +43,7 @@ class XLSTMLM : public Module {
   std::vector<std::unique_ptr<XLSTMBlock<T>>> blocks_;
   int64_t B_ = 0, S_ = 0;
   std::vector<int64_t> ids_;
-  std::vector<T> emb_mask_, xlast_, xn_, mean_, rstd_;
+  HugeVector<T> emb_mask_, xlast_, xn_, mean_, rstd_;
 };
 
 extern template class XLSTMLM<float>;

@@ -89,13 +89,13 @@ void GatedFFN<T>::forward(int64_t N, const T* x, T* y, Mode mode, Rng* rng) {
 template <class T>
 void GatedFFN<T>::backward(const T* dy_in, T* dx) {
   const int64_t N = N_;
-  std::vector<T>& dy = sc_dy_;
+  auto& dy = sc_dy_;
   dy.assign(dy_in, dy_in + N * D_);
   if (!mask_.empty()) dropout_backward<T>(N * D_, mask_.data(), dy.data(), dy.data());
   // Scratch kept across calls; every element is written below before it is read.
-  std::vector<T>& dact = sc_dact_;
-  std::vector<T>& dup = sc_dup_;
-  std::vector<T>& gl = sc_gl_;
+  auto& dact = sc_dact_;
+  auto& dup = sc_dup_;
+  auto& gl = sc_gl_;
   dact.resize((size_t)(N * P_));
   dup.resize((size_t)(N * 2 * P_));
   gl.resize((size_t)P_);

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/huge_vector.h"
 #include "nn/mlstm.h"
 #include "nn/slstm.h"
 
@@ -42,8 +43,8 @@ class GatedFFN : public Module {
   FeedForwardConfig cfg_;
   int64_t D_, P_, N_ = 0;
   Tensor w_up_, b_up_, w_down_, b_down_, dw_up_, db_up_, dw_down_, db_down_;
-  std::vector<T> x_, up_, act_, mask_;
-  std::vector<T> sc_dy_, sc_dact_, sc_dup_, sc_gl_;  // backward scratch, kept (no per-call alloc)
+  HugeVector<T> x_, up_, act_, mask_;
+  HugeVector<T> sc_dy_, sc_dact_, sc_dup_, sc_gl_;  // backward scratch, kept (no per-call alloc)
 };
 
 enum class BlockKind { MLSTM, SLSTM };
@@ -83,7 +84,7 @@ class XLSTMBlock : public Module {
   std::unique_ptr<SLSTMLayer<T>> slstm_;
   std::unique_ptr<GatedFFN<T>> ffn_;
   int64_t B_ = 0, S_ = 0;
-  std::vector<T> x_, xn_, mean_, rstd_, y1_, y1n_, mean2_, rstd2_;
+  HugeVector<T> x_, xn_, mean_, rstd_, y1_, y1n_, mean2_, rstd2_;
 };
 
 extern template class GatedFFN<float>;

@@ -132,7 +132,7 @@ Tensor MLSTMLayer<T>::forward(const Tensor& x, Mode mode, Rng* rng,
   B_ = B;
   S_ = S;
   x_.assign(x.data<T>(), x.data<T>() + N * D_);
-  std::vector<T>& up = sc_up_;
+  auto& up = sc_up_;
   up.resize((size_t)(N * 2 * I));
   linear_forward<T>(N, D_, 2 * I, x_.data(), w_up_.data<T>(), ptr_or_null<T>(b_up_), up.data());
   xm_.resize((size_t)(N * I));
@@ -160,11 +160,11 @@ Tensor MLSTMLayer<T>::forward(const Tensor& x, Mode mode, Rng* rng,
   xc_.resize((size_t)(N * I));
   act_forward<T>(Act::SiLU, N * I, xcpre_.data(), xc_.data());
   // q, k, v and the gate input cat(q, k, v)
-  std::vector<T>& q = sc_q_;
+  auto& q = sc_q_;
   q.resize((size_t)(N * I));
-  std::vector<T>& k = sc_k_;
+  auto& k = sc_k_;
   k.resize((size_t)(N * I));
-  std::vector<T>& v = sc_v_;
+  auto& v = sc_v_;
   v.resize((size_t)(N * I));
   headwise_forward<T>(N, NP_, BS_, BS_, xc_.data(), w_q_.data<T>(), ptr_or_null<T>(b_q_), q.data());
   headwise_forward<T>(N, NP_, BS_, BS_, xc_.data(), w_k_.data<T>(), ptr_or_null<T>(b_k_), k.data());
@@ -175,9 +175,9 @@ Tensor MLSTMLayer<T>::forward(const Tensor& x, Mode mode, Rng* rng,
     std::memcpy(&qkv_[r * 3 * I + I], &k[r * I], sizeof(T) * I);
     std::memcpy(&qkv_[r * 3 * I + 2 * I], &v[r * I], sizeof(T) * I);
   }
-  std::vector<T>& ig = sc_ig_;
+  auto& ig = sc_ig_;
   ig.resize((size_t)(N * NH_));
-  std::vector<T>& fg = sc_fg_;
+  auto& fg = sc_fg_;
   fg.resize((size_t)(N * NH_));
   linear_forward<T>(N, 3 * I, NH_, qkv_.data(), w_ig_.data<T>(), b_ig_.data<T>(), ig.data());
   linear_forward<T>(N, 3 * I, NH_, qkv_.data(), w_fg_.data<T>(), b_fg_.data<T>(), fg.data());
@@ -247,19 +247,19 @@ Tensor MLSTMLayer<T>::backward(const Tensor& dy_in) {
   XLSTM_CHECK(dy_in.shape() == Shape({B, S, D_}), ValueError, "[mlstm_layer] dy must be ",
               shape_str({B, S, D_}), ", got ", shape_str(dy_in.shape()));
   const DType dt = DTypeOf<T>::value;
-  std::vector<T>& dy = sc_dy_;
+  auto& dy = sc_dy_;
   dy.assign(dy_in.data<T>(), dy_in.data<T>() + N * D_);
   if (!mask_.empty()) dropout_backward<T>(N * D_, mask_.data(), dy.data(), dy.data());
-  std::vector<T>& dpre = sc_dpre_;
+  auto& dpre = sc_dpre_;
   dpre.resize((size_t)(N * I));
   linear_backward<T>(N, I, D_, pre_.data(), w_down_.data<T>(), dy.data(), dpre.data(),
                      dw_down_.data<T>(), mptr_or_null<T>(db_down_));
   // pre = (hn + skip*xc) * silu(z)
-  std::vector<T>& dhn = sc_dhn_;
+  auto& dhn = sc_dhn_;
   dhn.resize((size_t)(N * I));
-  std::vector<T>& dxc = sc_dxc_;
+  auto& dxc = sc_dxc_;
   dxc.resize((size_t)(N * I));
-  std::vector<T>& dup = sc_dup_;
+  auto& dup = sc_dup_;
   dup.resize((size_t)(N * 2 * I));
   const T* sk = skip_.data<T>();
   T* dsk = dskip_.data<T>();
@@ -283,7 +283,7 @@ Tensor MLSTMLayer<T>::backward(const Tensor& dy_in) {
     }
   }
   for (int64_t j = 0; j < I; ++j) dsk[j] += (T)dsk_acc[j];
-  std::vector<T>& dhs = sc_dhs_;
+  auto& dhs = sc_dhs_;
   dhs.resize((size_t)(N * I));
   multihead_norm_backward<T>(N, NH_, DH_, hs_.data(), w_norm_.data<T>(), NormScale::OnePlusWeight,
                              mean_.data(), rstd_.data(), dhn.data(), dhs.data(),
@@ -292,26 +292,26 @@ Tensor MLSTMLayer<T>::backward(const Tensor& dy_in) {
   bsnd_to_bnsd<T>(B, S, NH_, DH_, dhs.data(), dh.data<T>());
   MlstmTensorGrads g = mlstm_backward(ctx_, dh);
   // gate gradients -> d cat(q,k,v)
-  std::vector<T>& di = sc_di_;
+  auto& di = sc_di_;
   di.resize((size_t)(N * NH_));
-  std::vector<T>& df = sc_df_;
+  auto& df = sc_df_;
   df.resize((size_t)(N * NH_));
   bnsd_to_bsnd<T>(B, S, NH_, 1, g.di.data<T>(), di.data());
   bnsd_to_bsnd<T>(B, S, NH_, 1, g.df.data<T>(), df.data());
-  std::vector<T>& dqkv = sc_dqkv_;
+  auto& dqkv = sc_dqkv_;
   dqkv.resize((size_t)(N * 3 * I));
-  std::vector<T>& tmp = sc_tmp_;
+  auto& tmp = sc_tmp_;
   tmp.resize((size_t)(N * 3 * I));
   linear_backward<T>(N, 3 * I, NH_, qkv_.data(), w_ig_.data<T>(), di.data(), dqkv.data(),
                      dw_ig_.data<T>(), db_ig_.data<T>());
   linear_backward<T>(N, 3 * I, NH_, qkv_.data(), w_fg_.data<T>(), df.data(), tmp.data(),
                      dw_fg_.data<T>(), db_fg_.data<T>());
   for (size_t e = 0; e < dqkv.size(); ++e) dqkv[e] += tmp[e];
-  std::vector<T>& dq = sc_dq_;
+  auto& dq = sc_dq_;
   dq.resize((size_t)(N * I));
-  std::vector<T>& dk = sc_dk_;
+  auto& dk = sc_dk_;
   dk.resize((size_t)(N * I));
-  std::vector<T>& dv = sc_dv_;
+  auto& dv = sc_dv_;
   dv.resize((size_t)(N * I));
   bnsd_to_bsnd<T>(B, S, NH_, DH_, g.dq.data<T>(), dq.data());
   bnsd_to_bsnd<T>(B, S, NH_, DH_, g.dk.data<T>(), dk.data());
@@ -323,9 +323,9 @@ Tensor MLSTMLayer<T>::backward(const Tensor& dy_in) {
       dv[r * I + j] += dqkv[r * 3 * I + 2 * I + j];
     }
   // headwise projections
-  std::vector<T>& dpart = sc_dpart_;
+  auto& dpart = sc_dpart_;
   dpart.resize((size_t)(N * I));
-  std::vector<T>& dxm = sc_dxm_;
+  auto& dxm = sc_dxm_;
   dxm.resize((size_t)(N * I));
   headwise_backward<T>(N, NP_, BS_, BS_, xc_.data(), w_q_.data<T>(), dq.data(), dxc.data(),
                        dw_q_.data<T>(), mptr_or_null<T>(db_q_), true);

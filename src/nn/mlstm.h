@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/huge_vector.h"
 #include "cpu/mlstm.h"
 #include "nn/module.h"
 #include "xlstm/rng.h"
@@ -73,10 +74,10 @@ class MLSTMLayer : public Module {
   // Saved by forward (sizes follow the last call).
   int64_t B_ = 0, S_ = 0;
   bool has_conv_state_ = false;
-  std::vector<T> x_, xm_, z_, xcpre_, xc_, qkv_, hs_, mean_, rstd_, hn_, pre_, mask_;
-  std::vector<T> conv_state_in_;
+  HugeVector<T> x_, xm_, z_, xcpre_, xc_, qkv_, hs_, mean_, rstd_, hn_, pre_, mask_;
+  HugeVector<T> conv_state_in_;
   // per-call scratch kept between calls (no allocation at a fixed shape)
-  std::vector<T> sc_up_, sc_q_, sc_k_, sc_v_, sc_ig_, sc_fg_, sc_dpre_,
+  HugeVector<T> sc_up_, sc_q_, sc_k_, sc_v_, sc_ig_, sc_fg_, sc_dpre_,
       sc_dhn_, sc_dxc_, sc_dup_, sc_dhs_, sc_di_, sc_df_, sc_dqkv_,
       sc_tmp_, sc_dq_, sc_dk_, sc_dv_, sc_dpart_, sc_dxm_, sc_dy_;
   MlstmContext ctx_;

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/huge_vector.h"
 #include "cpu/slstm.h"
 #include "nn/module.h"
 #include "xlstm/rng.h"
@@ -162,9 +163,9 @@ class SLSTMLayer : public Module {
   // forward cache (B*S rows); buffers grow only
   int64_t B_ = 0, S_ = 0;
   Tensor x_, conv0_;  // handles of the forward inputs
-  std::vector<T> xconv_pre_, xconv_, gates_, y_, yd_, mask_, mean_, rstd_;
+  HugeVector<T> xconv_pre_, xconv_, gates_, y_, yd_, mask_, mean_, rstd_;
   // backward workspaces
-  std::vector<T> dgates_, dy_, dxc_;
+  HugeVector<T> dgates_, dy_, dxc_;
 };
 
 }  // namespace xlstm
