@@ -65,26 +65,25 @@ void conv1d_backward(int64_t B, int64_t Tn, int64_t F, int64_t K, const T* x, co
   const std::vector<T> wt = transpose_w(F, K, w);
   // dxpad[b, p] = sum_k w[:, k] * dy[b, p-k] (0 <= p-k < T) + dstate_out[b, p-T] (p >= T),
   // routed to dstate_in (p < K-1) or dx (p >= K-1).
-#pragma omp parallel for collapse(2) schedule(static) if (B * P * F * K > 32768)
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t p = 0; p < P; ++p) {
-      T* out = p >= S ? dx + (b * Tn + (p - S)) * F : (dstate_in ? dstate_in + (b * S + p) * F : nullptr);
-      if (!out) continue;
-      const T* ds = p >= Tn && dstate_out ? dstate_out + (b * S + (p - Tn)) * F : nullptr;
-      if (dx_accumulate && p >= S) {
-        if (ds)
-          for (int64_t f = 0; f < F; ++f) out[f] += ds[f];
-      } else if (ds) {
-        std::copy(ds, ds + F, out);
-      } else {
-        std::fill(out, out + F, T(0));
-      }
-      for (int64_t k = std::max<int64_t>(0, p - Tn + 1); k < K && k <= p; ++k) {
-        const T* dyr = dy + (b * Tn + (p - k)) * F;
-        const T* wk = wt.data() + k * F;
-        for (int64_t f = 0; f < F; ++f) out[f] += wk[f] * dyr[f];
-      }
+  parallel_for(B * P, B * P * F * K > 32768, [&](int64_t bp) {
+    const int64_t b = bp / P, p = bp % P;
+    T* out = p >= S ? dx + (b * Tn + (p - S)) * F : (dstate_in ? dstate_in + (b * S + p) * F : nullptr);
+    if (!out) return;
+    const T* ds = p >= Tn && dstate_out ? dstate_out + (b * S + (p - Tn)) * F : nullptr;
+    if (dx_accumulate && p >= S) {
+      if (ds)
+        for (int64_t f = 0; f < F; ++f) out[f] += ds[f];
+    } else if (ds) {
+      std::copy(ds, ds + F, out);
+    } else {
+      std::fill(out, out + F, T(0));
     }
+    for (int64_t k = std::max<int64_t>(0, p - Tn + 1); k < K && k <= p; ++k) {
+      const T* dyr = dy + (b * Tn + (p - k)) * F;
+      const T* wk = wt.data() + k * F;
+      for (int64_t f = 0; f < F; ++f) out[f] += wk[f] * dyr[f];
+    }
+  });
   // dw[f, k] += sum_{b,t} dy[b,t,f] * xpad[b,t+k,f]; dbias[f] += sum_{b,t} dy[b,t,f].
   // Each thread takes a contiguous range of features and walks the rows in order (contiguous
   // reads the prefetcher follows); per batch row the sums over t go to float partials (K+1 rows

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "cpu/activations.h"
+#include "cpu/parallel.h"
 #include "models/xlstm_large.h"
 
 namespace xlstm {
@@ -26,14 +27,13 @@ void soft_cap(int64_t n, T* z, double c) {
   if (c <= 0) return;
   const T cc = (T)c, inv = T(1) / cc;
   constexpr int64_t kBlock = 16384;
-#pragma omp parallel for schedule(static) if (n > 4 * kBlock)
-  for (int64_t j0 = 0; j0 < n; j0 += kBlock) {
-    const int64_t m = std::min(kBlock, n - j0);
+  parallel_for((n + kBlock - 1) / kBlock, n > 4 * kBlock, [&](int64_t blk) {
+    const int64_t j0 = blk * kBlock, m = std::min(kBlock, n - j0);
     T* p = z + j0;
     for (int64_t j = 0; j < m; ++j) p[j] *= inv;
     act_forward<T>(Act::Tanh, m, p, p);
     for (int64_t j = 0; j < m; ++j) p[j] *= cc;
-  }
+  });
 }
 }  // namespace xlstm_large_detail
 

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "cpu/dropout.h"
+#include "cpu/parallel.h"
 
 namespace xlstm {
 
@@ -15,17 +16,17 @@ namespace {
 // (B, T, F) <-> (T, B, F): the kernels are time-major so that each step's rows are contiguous.
 template <class T>
 void bt_to_tb(int64_t B, int64_t TT, int64_t F, const T* src, T* dst) {
-#pragma omp parallel for schedule(static) if (B * TT * F >= (1 << 18))
-  for (int64_t t = 0; t < TT; ++t)
+  parallel_for(TT, B * TT * F >= (1 << 18), [&](int64_t t) {
     for (int64_t b = 0; b < B; ++b)
       std::memcpy(dst + (t * B + b) * F, src + (b * TT + t) * F, (size_t)F * sizeof(T));
+  });
 }
 template <class T>
 void tb_to_bt(int64_t B, int64_t TT, int64_t F, const T* src, T* dst) {
-#pragma omp parallel for schedule(static) if (B * TT * F >= (1 << 18))
-  for (int64_t b = 0; b < B; ++b)
+  parallel_for(B, B * TT * F >= (1 << 18), [&](int64_t b) {
     for (int64_t t = 0; t < TT; ++t)
       std::memcpy(dst + (b * TT + t) * F, src + (t * B + b) * F, (size_t)F * sizeof(T));
+  });
 }
 
 template <class T>

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu/parallel.h"
 #include "xlstm/error.h"
 
 namespace xlstm {
@@ -17,13 +18,12 @@ double sum_sq(const T* g, int64_t n) {
   constexpr int64_t kBlock = 8192;
   const int64_t nb = (n + kBlock - 1) / kBlock;
   std::vector<double> part((size_t)nb, 0.0);
-#pragma omp parallel for schedule(static) if (nb > 4)
-  for (int64_t b = 0; b < nb; ++b) {
+  parallel_for(nb, nb > 4, [&](int64_t b) {
     const int64_t lo = b * kBlock, hi = std::min(n, lo + kBlock);
     double s = 0;
     for (int64_t i = lo; i < hi; ++i) s += (double)g[i] * (double)g[i];
     part[(size_t)b] = s;
-  }
+  });
   double s = 0;
   for (double p : part) s += p;
   return s;
@@ -39,8 +39,7 @@ double param_sum_sq(const ParamRef& p) {
 
 template <class T>
 void scale(T* g, int64_t n, double s) {
-#pragma omp parallel for schedule(static) if (n > (1 << 15))
-  for (int64_t i = 0; i < n; ++i) g[i] = (T)((double)g[i] * s);
+  parallel_for(n, n > (1 << 15), [&](int64_t i) { g[i] = (T)((double)g[i] * s); });
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <set>
 
+#include "cpu/parallel.h"
+
 namespace xlstm {
 
 OptimKind parse_optim_kind(const std::string& s) {
@@ -79,8 +81,7 @@ struct Coef {
 template <class T>
 void adam_update(T* p, const T* g, T* m, T* v, int64_t n, const Coef& c, OptimKind kind) {
   const double decoupled = 1.0 - c.lr * c.wd;
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
+  parallel_for(n, n > kParallelMin, [&](int64_t i) {
     double pi = (double)p[i], gi = (double)g[i];
     if (kind == OptimKind::AdamW) pi *= decoupled;
     else gi += c.wd * pi;
@@ -91,13 +92,12 @@ void adam_update(T* p, const T* g, T* m, T* v, int64_t n, const Coef& c, OptimKi
     // Use the stored (rounded) moments so that a resumed run sees the same values.
     const double denom = std::sqrt((double)v[i]) / c.bc2_sqrt + c.eps;
     p[i] = (T)(pi - c.step_size * (double)m[i] / denom);
-  }
+  });
 }
 
 template <class T>
 void sgd_update(T* p, const T* g, T* b, int64_t n, const Coef& c) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
+  parallel_for(n, n > kParallelMin, [&](int64_t i) {
     const double pi = (double)p[i];
     double gi = (double)g[i] + c.wd * pi;
     if (c.has_momentum) {
@@ -106,7 +106,7 @@ void sgd_update(T* p, const T* g, T* b, int64_t n, const Coef& c) {
       gi = c.nesterov ? gi + c.mu * (double)b[i] : (double)b[i];
     }
     p[i] = (T)(pi - c.lr * gi);
-  }
+  });
 }
 
 }  // namespace
