@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "bench_util.h"
+#include "xlstm/tensor.h"  // f32_to_bf16
 
 namespace xlstm::bench {
 
@@ -163,11 +164,7 @@ class OnednnLstm {
     std::vector<float> f(d.get_size() / 2);
     fill_normal(f.data(), (int64_t)f.size(), seed, scale);
     uint16_t* p = static_cast<uint16_t*>(m.get_data_handle());
-    for (size_t k = 0; k < f.size(); ++k) {
-      uint32_t u;
-      std::memcpy(&u, &f[k], 4);
-      p[k] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-    }
+    for (size_t k = 0; k < f.size(); ++k) p[k] = f32_to_bf16(f[k]);
     return m;
   }
   static void zero(dnnl::memory& m) {

@@ -1,7 +1,6 @@
 #include "xlstm/tensor.h"
 
 #include <malloc.h>
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -81,15 +80,9 @@ Tensor Tensor::empty(Shape shape, DType dtype) {
 }
 
 void Tensor::allocate() {
-  size_t bytes = nbytes();
   // Blocks of 2 MiB and more on transparent huge pages (core/huge_vector.h: one fault per 2 MiB
   // instead of one per 4 KiB page when the memory is fresh), the rest 64-byte aligned.
-  const size_t align = bytes >= HugeAlloc<char>::kHuge ? HugeAlloc<char>::kHuge : 64;
-  size_t alloc = ((bytes + align - 1) / align) * align;
-  if (alloc == 0) alloc = 64;
-  void* p = std::aligned_alloc(align, alloc);
-  if (!p) throw std::bad_alloc();
-  if (align > 64) madvise(p, alloc, MADV_HUGEPAGE);
+  void* p = huge_aligned_alloc(nbytes());
   owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
   data_ = p;
 }

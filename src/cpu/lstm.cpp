@@ -1,7 +1,5 @@
 #include "cpu/lstm.h"
 
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -12,6 +10,7 @@
 
 #include <omp.h>
 
+#include "core/huge_vector.h"
 #include "cpu/gemm.h"
 #include "cpu/lstm_impl.h"
 #include "cpu/parallel.h"
@@ -28,13 +27,8 @@ namespace detail {
 void* lstm_alloc(size_t bytes) {
   // Fresh pages cost ~12 µs per 4 KiB here (CPU-NOTES.md): big buffers get huge pages, and all
   // are touched once now rather than inside a timed step.
-  constexpr size_t kHuge = size_t(2) << 20;
-  const size_t align = bytes >= kHuge ? kHuge : 64;
-  const size_t sz = (std::max<size_t>(bytes, 1) + align - 1) / align * align;
-  void* p = std::aligned_alloc(align, sz);
-  if (!p) throw std::bad_alloc();
-  if (bytes >= kHuge) madvise(p, sz, MADV_HUGEPAGE);
-  std::memset(p, 0, sz);
+  void* p = huge_aligned_alloc(bytes);
+  std::memset(p, 0, bytes);
   return p;
 }
 void lstm_free(void* p) { std::free(p); }
