@@ -1,6 +1,7 @@
 #include "cpu/packed_gemm.h"
 
 #include <oneapi/dnnl/dnnl.hpp>
+#include <algorithm>
 #include <unordered_map>
 
 #include "cpu/lstm.h"  // LstmBuffer: huge-page, pre-touched, grow-only storage
@@ -86,11 +87,7 @@ void PackedMatmul::run(const float* A, float* C) {
 }
 
 struct GradMatmul::Impl {
-  dnnl::stream strm{cpu_engine()};
-  int64_t M = -1, K = -1, N = -1, lda = -1, ldb = -1;
-  dnnl::matmul prim;
-  dnnl::memory src, w, dst;
-  std::unordered_map<int, dnnl::memory> args;
+  LstmBuffer<float> ct;  // C^T (N, M) for the transposed product, touched once
 };
 
 GradMatmul::GradMatmul() : p_(std::make_unique<Impl>()) {}
@@ -100,29 +97,17 @@ GradMatmul& GradMatmul::operator=(GradMatmul&&) noexcept = default;
 
 void GradMatmul::run(int64_t M, int64_t K, int64_t N, const float* A, int64_t lda,
                      const float* Bm, int64_t ldb, float* C) {
-  Impl& g = *p_;
-  const dnnl::engine& eng = cpu_engine();
-  if (g.M != M || g.K != K || g.N != N || g.lda != lda || g.ldb != ldb) {
-    md src_md({M, K}, dt::f32, {1, lda});
-    md w_md({K, N}, dt::f32, {ldb, 1});
-    md dst_md({M, N}, dt::f32, {N, 1});
-    dnnl::primitive_attr attr;
-    dnnl::post_ops po;
-    po.append_sum(1.f);
-    attr.set_post_ops(po);
-    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_md, w_md, dst_md), attr, eng);
-    g.prim = dnnl::matmul(pd);
-    g.src = dnnl::memory(src_md, eng, DNNL_MEMORY_NONE);
-    g.w = dnnl::memory(w_md, eng, DNNL_MEMORY_NONE);
-    g.dst = dnnl::memory(dst_md, eng, DNNL_MEMORY_NONE);
-    g.args = {{DNNL_ARG_SRC, g.src}, {DNNL_ARG_WEIGHTS, g.w}, {DNNL_ARG_DST, g.dst}};
-    g.M = M, g.K = K, g.N = N, g.lda = lda, g.ldb = ldb;
-  }
-  g.src.set_data_handle(const_cast<float*>(A));
-  g.w.set_data_handle(const_cast<float*>(Bm));
-  g.dst.set_data_handle(C);
-  g.prim.execute(g.strm, g.args);
-  g.strm.wait();
+  if (N >= kGradDirectMinN)
+    return gemm<float>(Trans::T, Trans::N, M, N, K, 1.f, A, lda, Bm, ldb, 1.f, C, N);
+  // ct (N, M) = Bm^T A, then C += ct^T in 16-row blocks of C.
+  float* ct = p_->ct.ensure(M * N);
+  gemm<float>(Trans::T, Trans::N, N, M, K, 1.f, Bm, ldb, A, lda, 0.f, ct, M);
+  constexpr int64_t kRows = 16;
+  parallel_for((M + kRows - 1) / kRows, M * N >= (int64_t(1) << 18), [&](int64_t blk) {
+    const int64_t i0 = blk * kRows, i1 = std::min(M, i0 + kRows);
+    for (int64_t j = 0; j < N; ++j)
+      for (int64_t i = i0; i < i1; ++i) C[i * N + j] += ct[j * M + i];
+  });
 }
 
 }  // namespace xlstm

@@ -38,9 +38,13 @@ class PackedMatmul {
 };
 
 // Weight-gradient products with nothing constant to pack: C (M, N) row stride N += A^T · Bm,
-// A stored (K, M) row stride lda, Bm (K, N) row stride ldb (read). brgemm reads the transposed
-// A directly (~15% faster than dnnl_sgemm('T', 'N') at K = T*B here). Primitive rebuilt only
-// when the shapes change.
+// A stored (K, M) row stride lda, Bm (K, N) row stride ldb (read); M, N the weight's shape, K =
+// T*B rows. oneDNN's sgemm runs these at 180-190 GFLOP/s per core when its N is >= 1024 but
+// 125-155 below (the LSTM's N is I or H: 128-512 in the benchmarks), and its matmul primitive
+// at 155-175 either way. So from kGradDirectMinN on C is computed directly, and below it as the
+// transposed product C^T (N, M) = Bm^T A into a scratch buffer, added to C transposed (a pass
+// over M*N floats). Measured inside the LSTM backward in docs/perf.md ("Weight gradients").
+inline constexpr int64_t kGradDirectMinN = 1024;
 class GradMatmul {
  public:
   GradMatmul();
