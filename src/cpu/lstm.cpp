@@ -252,7 +252,9 @@ void lstm_forward(const LstmDims& d, LstmDirection dir, const LstmForwardArgs<T>
       wg.fwd(a.y + tp * B * a.ldy, a.ldy, a.W_hh, gh);
       cprev = cs + tp * B * H;
     }
-    pointwise_forward<T, true, true>(B, H, gt, gh, bias, cprev, ct, yt, a.ldy);
+    const bool more = step + 1 < TT;
+    pointwise_forward<T, true, true>(B, H, gt, gh, bias, cprev, ct, yt, a.ldy,
+                                     more ? gates + (fwd ? t + 1 : t - 1) * B * G : nullptr);
   }
   const int64_t last = fwd ? TT - 1 : 0;
   if (a.h_n) copy_rows(B, H, a.y + last * B * a.ldy, a.ldy, a.h_n, H);
@@ -318,7 +320,14 @@ void lstm_backward(const LstmDims& d, LstmDirection dir, const LstmBackwardArgs<
       const T* dyt = a.dy ? a.dy + t * B * a.lddy : zeros;
       const int64_t lddy = a.dy ? a.lddy : H;
       T* dgt = dg + t * B * G;
-      pointwise_backward(B, H, gates + t * B * G, cs + t * B * H, cprev, dyt, lddy, dh, dc, dgt, db);
+      // The next step (in backward order) is tp; it reads cs at tp's predecessor.
+      const bool more = !first;
+      const int64_t tpp = fwd ? tp - 1 : tp + 1;
+      const T* cprev_next =
+          !more ? nullptr : (step + 1 == TT - 1 ? (a.c0 ? a.c0 : zeros) : cs + tpp * B * H);
+      pointwise_backward(B, H, gates + t * B * G, cs + t * B * H, cprev, dyt, lddy, dh, dc, dgt, db,
+                         more ? gates + tp * B * G : nullptr, cprev_next,
+                         more && a.dy ? a.dy + tp * B * a.lddy : nullptr);
       if (!first || a.dh0) wg.bwd(dgt, a.W_hh, dh);
     }
   }

@@ -80,9 +80,11 @@ constexpr int64_t kParallelMin = 8192;  // B*H below which a pass stays on one t
 // activations [i, f, g, o]. gh: (B, 4H) recurrent part (h_prev W_hh^T) read (ignored unless
 // kRec). bias: (4H) read (ignored unless kBias). cprev: (B, H) read. c: (B, H) written (may
 // alias cprev). h: (B, H) row stride ldh, written.
+// g_next: the next step's (B, 4H) projections, or null; prefetched here so that they arrive
+// while the next recurrent GEMM runs (the gates buffer is far bigger than the caches).
 template <class T, bool kRec, bool kBias>
 void pointwise_forward(int64_t B, int64_t H, T* g, const T* gh, const T* bias, const T* cprev, T* c,
-                       T* h, int64_t ldh) {
+                       T* h, int64_t ldh, const T* g_next = nullptr) {
   const int64_t G = 4 * H, nblk = (H + kColBlock - 1) / kColBlock;
   parallel_for(B * nblk, B * H >= kParallelMin, [&](int64_t bj) {
     const int64_t b = bj / nblk, jb = bj % nblk;
@@ -95,6 +97,8 @@ void pointwise_forward(int64_t B, int64_t H, T* g, const T* gh, const T* bias, c
     const T* cp = cprev + b * H;
     T* cr = c + b * H;
     T* hr = h + b * ldh;
+    if (g_next)
+      for (int q = 0; q < 4; ++q) __builtin_prefetch(g_next + b * G + q * H + j0);
 #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
       T pi = gi[j], pf = gf[j], pg = gg[j], po = go[j];
@@ -114,9 +118,13 @@ void pointwise_forward(int64_t B, int64_t H, T* g, const T* gh, const T* bias, c
 // stride lddy, read. dh_rec: (B, H) read (dh from the later step). dc: (B, H) read (dc from the
 // later step) and overwritten with dc for the earlier step. dg: (B, 4H) written.
 // dbias: (4H) accumulated, in the order b = 0..B-1 for each column whatever the thread count.
+// act_next (B, 4H), cprev_next (B, H), dy_next (B, H; lddy): what the next step (in backward
+// order) reads from memory, or null; prefetched as in pointwise_forward.
 template <class T>
 void pointwise_backward(int64_t B, int64_t H, const T* act, const T* c, const T* cprev, const T* dy,
-                        int64_t lddy, const T* dh_rec, T* dc, T* dg, T* dbias) {
+                        int64_t lddy, const T* dh_rec, T* dc, T* dg, T* dbias,
+                        const T* act_next = nullptr, const T* cprev_next = nullptr,
+                        const T* dy_next = nullptr) {
   const int64_t G = 4 * H, nblk = (H + kColBlock - 1) / kColBlock;
   parallel_for(nblk, B * H >= kParallelMin, [&](int64_t jb) {
     const int64_t j0 = jb * kColBlock, j1 = std::min(H, j0 + kColBlock);
@@ -128,6 +136,11 @@ void pointwise_backward(int64_t B, int64_t H, const T* act, const T* c, const T*
       const T* dhr = dh_rec + b * H;
       T* dcr = dc + b * H;
       T* dgr = dg + b * G;
+      if (act_next) {
+        for (int q = 0; q < 4; ++q) __builtin_prefetch(act_next + b * G + q * H + j0);
+        __builtin_prefetch(cprev_next + b * H + j0);
+        if (dy_next) __builtin_prefetch(dy_next + b * lddy + j0);
+      }
 #pragma omp simd
       for (int64_t j = j0; j < j1; ++j) {
         const T ig = ai[j], fg = ai[H + j], gg = ai[2 * H + j], og = ai[3 * H + j];
