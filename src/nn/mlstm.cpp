@@ -121,6 +121,12 @@ static T* mptr_or_null(Tensor& t) {
 }
 
 template <class T>
+typename MLSTMLayer<T>::Scratch& MLSTMLayer<T>::scratch() {
+  static thread_local Scratch s;
+  return s;
+}
+
+template <class T>
 Tensor MLSTMLayer<T>::forward(const Tensor& x, Mode mode, Rng* rng,
                               const MLSTMLayerState* state_in, MLSTMLayerState* state_out) {
   XLSTM_CHECK(x.ndim() == 3 && x.dim(2) == D_, ValueError, "[mlstm_layer] x must be (B,S,D)=(?,?,",
@@ -131,8 +137,9 @@ Tensor MLSTMLayer<T>::forward(const Tensor& x, Mode mode, Rng* rng,
   XLSTM_CHECK(S >= 1, ValueError, "[mlstm_layer] empty sequence");
   B_ = B;
   S_ = S;
+  Scratch& sc = scratch();
   x_.assign(x.data<T>(), x.data<T>() + N * D_);
-  auto& up = sc_up_;
+  auto& up = sc.up;
   up.resize((size_t)(N * 2 * I));
   linear_forward<T>(N, D_, 2 * I, x_.data(), w_up_.data<T>(), ptr_or_null<T>(b_up_), up.data());
   xm_.resize((size_t)(N * I));
@@ -160,11 +167,11 @@ Tensor MLSTMLayer<T>::forward(const Tensor& x, Mode mode, Rng* rng,
   xc_.resize((size_t)(N * I));
   act_forward<T>(Act::SiLU, N * I, xcpre_.data(), xc_.data());
   // q, k, v and the gate input cat(q, k, v)
-  auto& q = sc_q_;
+  auto& q = sc.q;
   q.resize((size_t)(N * I));
-  auto& k = sc_k_;
+  auto& k = sc.k;
   k.resize((size_t)(N * I));
-  auto& v = sc_v_;
+  auto& v = sc.v;
   v.resize((size_t)(N * I));
   headwise_forward<T>(N, NP_, BS_, BS_, xc_.data(), w_q_.data<T>(), ptr_or_null<T>(b_q_), q.data());
   headwise_forward<T>(N, NP_, BS_, BS_, xc_.data(), w_k_.data<T>(), ptr_or_null<T>(b_k_), k.data());
@@ -175,9 +182,9 @@ Tensor MLSTMLayer<T>::forward(const Tensor& x, Mode mode, Rng* rng,
     std::memcpy(&qkv_[r * 3 * I + I], &k[r * I], sizeof(T) * I);
     std::memcpy(&qkv_[r * 3 * I + 2 * I], &v[r * I], sizeof(T) * I);
   }
-  auto& ig = sc_ig_;
+  auto& ig = sc.ig;
   ig.resize((size_t)(N * NH_));
-  auto& fg = sc_fg_;
+  auto& fg = sc.fg;
   fg.resize((size_t)(N * NH_));
   linear_forward<T>(N, 3 * I, NH_, qkv_.data(), w_ig_.data<T>(), b_ig_.data<T>(), ig.data());
   linear_forward<T>(N, 3 * I, NH_, qkv_.data(), w_fg_.data<T>(), b_fg_.data<T>(), fg.data());
@@ -247,19 +254,20 @@ Tensor MLSTMLayer<T>::backward(const Tensor& dy_in) {
   XLSTM_CHECK(dy_in.shape() == Shape({B, S, D_}), ValueError, "[mlstm_layer] dy must be ",
               shape_str({B, S, D_}), ", got ", shape_str(dy_in.shape()));
   const DType dt = DTypeOf<T>::value;
-  auto& dy = sc_dy_;
+  Scratch& sc = scratch();
+  auto& dy = sc.dy;
   dy.assign(dy_in.data<T>(), dy_in.data<T>() + N * D_);
   if (!mask_.empty()) dropout_backward<T>(N * D_, mask_.data(), dy.data(), dy.data());
-  auto& dpre = sc_dpre_;
+  auto& dpre = sc.dpre;
   dpre.resize((size_t)(N * I));
   linear_backward<T>(N, I, D_, pre_.data(), w_down_.data<T>(), dy.data(), dpre.data(),
                      dw_down_.data<T>(), mptr_or_null<T>(db_down_));
   // pre = (hn + skip*xc) * silu(z)
-  auto& dhn = sc_dhn_;
+  auto& dhn = sc.dhn;
   dhn.resize((size_t)(N * I));
-  auto& dxc = sc_dxc_;
+  auto& dxc = sc.dxc;
   dxc.resize((size_t)(N * I));
-  auto& dup = sc_dup_;
+  auto& dup = sc.dup;
   dup.resize((size_t)(N * 2 * I));
   const T* sk = skip_.data<T>();
   T* dsk = dskip_.data<T>();
@@ -283,7 +291,7 @@ Tensor MLSTMLayer<T>::backward(const Tensor& dy_in) {
     }
   }
   for (int64_t j = 0; j < I; ++j) dsk[j] += (T)dsk_acc[j];
-  auto& dhs = sc_dhs_;
+  auto& dhs = sc.dhs;
   dhs.resize((size_t)(N * I));
   multihead_norm_backward<T>(N, NH_, DH_, hs_.data(), w_norm_.data<T>(), NormScale::OnePlusWeight,
                              mean_.data(), rstd_.data(), dhn.data(), dhs.data(),
@@ -292,26 +300,26 @@ Tensor MLSTMLayer<T>::backward(const Tensor& dy_in) {
   bsnd_to_bnsd<T>(B, S, NH_, DH_, dhs.data(), dh.data<T>());
   MlstmTensorGrads g = mlstm_backward(ctx_, dh);
   // gate gradients -> d cat(q,k,v)
-  auto& di = sc_di_;
+  auto& di = sc.di;
   di.resize((size_t)(N * NH_));
-  auto& df = sc_df_;
+  auto& df = sc.df;
   df.resize((size_t)(N * NH_));
   bnsd_to_bsnd<T>(B, S, NH_, 1, g.di.data<T>(), di.data());
   bnsd_to_bsnd<T>(B, S, NH_, 1, g.df.data<T>(), df.data());
-  auto& dqkv = sc_dqkv_;
+  auto& dqkv = sc.dqkv;
   dqkv.resize((size_t)(N * 3 * I));
-  auto& tmp = sc_tmp_;
+  auto& tmp = sc.tmp;
   tmp.resize((size_t)(N * 3 * I));
   linear_backward<T>(N, 3 * I, NH_, qkv_.data(), w_ig_.data<T>(), di.data(), dqkv.data(),
                      dw_ig_.data<T>(), db_ig_.data<T>());
   linear_backward<T>(N, 3 * I, NH_, qkv_.data(), w_fg_.data<T>(), df.data(), tmp.data(),
                      dw_fg_.data<T>(), db_fg_.data<T>());
   for (size_t e = 0; e < dqkv.size(); ++e) dqkv[e] += tmp[e];
-  auto& dq = sc_dq_;
+  auto& dq = sc.dq;
   dq.resize((size_t)(N * I));
-  auto& dk = sc_dk_;
+  auto& dk = sc.dk;
   dk.resize((size_t)(N * I));
-  auto& dv = sc_dv_;
+  auto& dv = sc.dv;
   dv.resize((size_t)(N * I));
   bnsd_to_bsnd<T>(B, S, NH_, DH_, g.dq.data<T>(), dq.data());
   bnsd_to_bsnd<T>(B, S, NH_, DH_, g.dk.data<T>(), dk.data());
@@ -323,9 +331,9 @@ Tensor MLSTMLayer<T>::backward(const Tensor& dy_in) {
       dv[r * I + j] += dqkv[r * 3 * I + 2 * I + j];
     }
   // headwise projections
-  auto& dpart = sc_dpart_;
+  auto& dpart = sc.dpart;
   dpart.resize((size_t)(N * I));
-  auto& dxm = sc_dxm_;
+  auto& dxm = sc.dxm;
   dxm.resize((size_t)(N * I));
   headwise_backward<T>(N, NP_, BS_, BS_, xc_.data(), w_q_.data<T>(), dq.data(), dxc.data(),
                        dw_q_.data<T>(), mptr_or_null<T>(db_q_), true);

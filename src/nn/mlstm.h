@@ -76,10 +76,15 @@ class MLSTMLayer : public Module {
   bool has_conv_state_ = false;
   HugeVector<T> x_, xm_, z_, xcpre_, xc_, qkv_, hs_, mean_, rstd_, hn_, pre_, mask_;
   HugeVector<T> conv_state_in_;
-  // per-call scratch kept between calls (no allocation at a fixed shape)
-  HugeVector<T> sc_up_, sc_q_, sc_k_, sc_v_, sc_ig_, sc_fg_, sc_dpre_,
-      sc_dhn_, sc_dxc_, sc_dup_, sc_dhs_, sc_di_, sc_df_, sc_dqkv_,
-      sc_tmp_, sc_dq_, sc_dk_, sc_dv_, sc_dpart_, sc_dxm_, sc_dy_;
+  // Per-call scratch: what forward and backward need only while they run. One set per thread,
+  // shared by every layer (a call never runs inside another layer's call), kept between calls:
+  // no allocation at a fixed shape, and a stack of L layers touches one set instead of L
+  // (xlstm-7-1-small: ~120 MB instead of ~840 MB of fresh pages at the first step).
+  struct Scratch {
+    HugeVector<T> up, q, k, v, ig, fg, dpre, dhn, dxc, dup, dhs, di, df, dqkv, tmp, dq, dk, dv,
+        dpart, dxm, dy;
+  };
+  static Scratch& scratch();
   MlstmContext ctx_;
 };
 
