@@ -127,34 +127,6 @@ typename MLSTMLayer<T>::Scratch& MLSTMLayer<T>::scratch() {
 }
 
 template <class T>
-void MLSTMLayer<T>::conv_act(int64_t N, Scratch& sc) const {
-  sc.xc.resize((size_t)(N * inner_));
-  act_forward<T>(Act::SiLU, N * inner_, xcpre_.data(), sc.xc.data());
-}
-
-template <class T>
-void MLSTMLayer<T>::norm_and_gate(int64_t N, Scratch& sc) {
-  const int64_t I = inner_;
-  sc.hn.resize((size_t)(N * I));
-  mean_.resize((size_t)(N * NH_));
-  rstd_.resize((size_t)(N * NH_));
-  multihead_norm_forward<T>(N, NH_, DH_, hs_.data(), w_norm_.data<T>(), nullptr, 1e-5,
-                            NormScale::OnePlusWeight, sc.hn.data(), mean_.data(), rstd_.data());
-  sc.pre.resize((size_t)(N * I));
-  const T* sk = skip_.data<T>();
-  const T *hn = sc.hn.data(), *xc = sc.xc.data(), *z = z_.data();
-  T* pre = sc.pre.data();
-  parallel_for(N, N * I > 32768, [&](int64_t r) {
-#pragma omp simd
-    for (int64_t j = 0; j < I; ++j) {
-      const int64_t e = r * I + j;
-      const T zz = z[e];
-      pre[e] = (hn[e] + sk[j] * xc[e]) * (zz * PwMath<T>::sigmoid(zz));
-    }
-  });
-}
-
-template <class T>
 Tensor MLSTMLayer<T>::forward(const Tensor& x, Mode mode, Rng* rng,
                               const MLSTMLayerState* state_in, MLSTMLayerState* state_out) {
   XLSTM_CHECK(x.ndim() == 3 && x.dim(2) == D_, ValueError, "[mlstm_layer] x must be (B,S,D)=(?,?,",
@@ -192,8 +164,8 @@ Tensor MLSTMLayer<T>::forward(const Tensor& x, Mode mode, Rng* rng,
   if (state_out) conv_out = Tensor({B, K_ - 1, I}, DTypeOf<T>::value);
   conv1d_forward<T>(B, S, I, K_, xm_.data(), w_conv_.data<T>(), b_conv_.data<T>(), cs_in,
                     xcpre_.data(), state_out ? conv_out.data<T>() : nullptr);
-  conv_act(N, sc);
-  const HugeVector<T>& xc = sc.xc;
+  xc_.resize((size_t)(N * I));
+  act_forward<T>(Act::SiLU, N * I, xcpre_.data(), xc_.data());
   // q, k, v and the gate input cat(q, k, v)
   auto& q = sc.q;
   q.resize((size_t)(N * I));
@@ -201,8 +173,8 @@ Tensor MLSTMLayer<T>::forward(const Tensor& x, Mode mode, Rng* rng,
   k.resize((size_t)(N * I));
   auto& v = sc.v;
   v.resize((size_t)(N * I));
-  headwise_forward<T>(N, NP_, BS_, BS_, xc.data(), w_q_.data<T>(), ptr_or_null<T>(b_q_), q.data());
-  headwise_forward<T>(N, NP_, BS_, BS_, xc.data(), w_k_.data<T>(), ptr_or_null<T>(b_k_), k.data());
+  headwise_forward<T>(N, NP_, BS_, BS_, xc_.data(), w_q_.data<T>(), ptr_or_null<T>(b_q_), q.data());
+  headwise_forward<T>(N, NP_, BS_, BS_, xc_.data(), w_k_.data<T>(), ptr_or_null<T>(b_k_), k.data());
   headwise_forward<T>(N, NP_, BS_, BS_, xm_.data(), w_v_.data<T>(), ptr_or_null<T>(b_v_), v.data());
   qkv_.resize((size_t)(N * 3 * I));
   for (int64_t r = 0; r < N; ++r) {
@@ -241,9 +213,27 @@ Tensor MLSTMLayer<T>::forward(const Tensor& x, Mode mode, Rng* rng,
                            state_out ? &cell_out : nullptr, &ctx_);
   hs_.resize((size_t)(N * I));
   bnsd_to_bsnd<T>(B, S, NH_, DH_, h.data<T>(), hs_.data());
-  norm_and_gate(N, sc);
+  hn_.resize((size_t)(N * I));
+  mean_.resize((size_t)(N * NH_));
+  rstd_.resize((size_t)(N * NH_));
+  multihead_norm_forward<T>(N, NH_, DH_, hs_.data(), w_norm_.data<T>(), nullptr, 1e-5,
+                            NormScale::OnePlusWeight, hn_.data(), mean_.data(), rstd_.data());
+  pre_.resize((size_t)(N * I));
+  const T* sk = skip_.data<T>();
+  {
+    const T *hn = hn_.data(), *xc = xc_.data(), *z = z_.data();
+    T* pre = pre_.data();
+    parallel_for(N, N * I > 32768, [&](int64_t r) {
+#pragma omp simd
+      for (int64_t j = 0; j < I; ++j) {
+        const int64_t e = r * I + j;
+        const T zz = z[e];
+        pre[e] = (hn[e] + sk[j] * xc[e]) * (zz * PwMath<T>::sigmoid(zz));
+      }
+    });
+  }
   Tensor y = Tensor::empty({B, S, D_}, dt);
-  linear_forward<T>(N, I, D_, sc.pre.data(), w_down_.data<T>(), ptr_or_null<T>(b_down_), y.data<T>());
+  linear_forward<T>(N, I, D_, pre_.data(), w_down_.data<T>(), ptr_or_null<T>(b_down_), y.data<T>());
   mask_.clear();
   if (mode == Mode::Train && cfg_.dropout > 0) {
     XLSTM_CHECK(rng != nullptr, ValueError, "[mlstm_layer] dropout in Mode::Train needs an Rng");
@@ -268,12 +258,9 @@ Tensor MLSTMLayer<T>::backward(const Tensor& dy_in) {
   auto& dy = sc.dy;
   dy.assign(dy_in.data<T>(), dy_in.data<T>() + N * D_);
   if (!mask_.empty()) dropout_backward<T>(N * D_, mask_.data(), dy.data(), dy.data());
-  conv_act(N, sc);
-  norm_and_gate(N, sc);
-  const HugeVector<T>& xc = sc.xc;
   auto& dpre = sc.dpre;
   dpre.resize((size_t)(N * I));
-  linear_backward<T>(N, I, D_, sc.pre.data(), w_down_.data<T>(), dy.data(), dpre.data(),
+  linear_backward<T>(N, I, D_, pre_.data(), w_down_.data<T>(), dy.data(), dpre.data(),
                      dw_down_.data<T>(), mptr_or_null<T>(db_down_));
   // pre = (hn + skip*xc) * silu(z)
   auto& dhn = sc.dhn;
@@ -286,7 +273,7 @@ Tensor MLSTMLayer<T>::backward(const Tensor& dy_in) {
   T* dsk = dskip_.data<T>();
   std::vector<double> dsk_acc((size_t)I, 0.0);
   {
-    const T *hn = sc.hn.data(), *xcp = xc.data(), *z = z_.data(), *dp = dpre.data();
+    const T *hn = hn_.data(), *xcp = xc_.data(), *z = z_.data(), *dp = dpre.data();
     T *dhnp = dhn.data(), *dxcp = dxc.data(), *dupp = dup.data();
     double* acc = dsk_acc.data();
     for (int64_t r = 0; r < N; ++r) {
@@ -348,9 +335,9 @@ Tensor MLSTMLayer<T>::backward(const Tensor& dy_in) {
   dpart.resize((size_t)(N * I));
   auto& dxm = sc.dxm;
   dxm.resize((size_t)(N * I));
-  headwise_backward<T>(N, NP_, BS_, BS_, xc.data(), w_q_.data<T>(), dq.data(), dxc.data(),
+  headwise_backward<T>(N, NP_, BS_, BS_, xc_.data(), w_q_.data<T>(), dq.data(), dxc.data(),
                        dw_q_.data<T>(), mptr_or_null<T>(db_q_), true);
-  headwise_backward<T>(N, NP_, BS_, BS_, xc.data(), w_k_.data<T>(), dk.data(), dxc.data(),
+  headwise_backward<T>(N, NP_, BS_, BS_, xc_.data(), w_k_.data<T>(), dk.data(), dxc.data(),
                        dw_k_.data<T>(), mptr_or_null<T>(db_k_), true);
   headwise_backward<T>(N, NP_, BS_, BS_, xm_.data(), w_v_.data<T>(), dv.data(), dxm.data(),
                        dw_v_.data<T>(), mptr_or_null<T>(db_v_));

@@ -74,10 +74,7 @@ class MLSTMLayer : public Module {
   // Saved by forward (sizes follow the last call).
   int64_t B_ = 0, S_ = 0;
   bool has_conv_state_ = false;
-  // Not kept (backward recomputes them, bit for bit, in scratch): xc = silu(xcpre), the
-  // normed hn and the gated pre-projection output pre: 3 of the 13 (N, inner) arrays a layer
-  // would otherwise hold from forward to backward.
-  HugeVector<T> x_, xm_, z_, xcpre_, qkv_, hs_, mean_, rstd_, mask_;
+  HugeVector<T> x_, xm_, z_, xcpre_, xc_, qkv_, hs_, mean_, rstd_, hn_, pre_, mask_;
   HugeVector<T> conv_state_in_;
   // Per-call scratch: what forward and backward need only while they run. One set per thread,
   // shared by every layer (a call never runs inside another layer's call), kept between calls:
@@ -85,14 +82,9 @@ class MLSTMLayer : public Module {
   // (xlstm-7-1-small: ~120 MB instead of ~840 MB of fresh pages at the first step).
   struct Scratch {
     HugeVector<T> up, q, k, v, ig, fg, dpre, dhn, dxc, dup, dhs, di, df, dqkv, tmp, dq, dk, dv,
-        dpart, dxm, dy, xc, hn, pre;
+        dpart, dxm, dy;
   };
   static Scratch& scratch();
-  // sc.xc (N, inner) = silu(xcpre_): written.
-  void conv_act(int64_t N, Scratch& sc) const;
-  // sc.hn (N, inner) = multi-head norm of hs_ (mean_, rstd_ rewritten with the same values),
-  // sc.pre (N, inner) = (hn + skip * xc) * silu(z_): written; reads sc.xc.
-  void norm_and_gate(int64_t N, Scratch& sc);
   MlstmContext ctx_;
 };
 
