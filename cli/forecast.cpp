@@ -62,55 +62,65 @@ std::shared_ptr<ForecastTrainFlags> add_forecast_train_flags(CLI::App* s) {
 int run_forecast_train(const CLI::App& s, const ForecastTrainFlags& f, const TrainConfig& t,
                        const std::string& model, const ModelOverrides& ov,
                        const std::string& config_file, bool resume, bool quiet) {
-  XLSTM_CHECK(!resume, ValueError, "--resume is not supported with --task forecast (a forecaster "
-                                   "trains in minutes; start it again with another --out)");
   auto given = [&](const char* flag) { return s.count(flag) > 0; };
   for (const char* flag : {"--accum", "--vocab", "--stop-at", "--eval-batches"})
     XLSTM_CHECK(!given(flag), ValueError, flag, " does not apply to --task forecast");
   ForecastTrainConfig c;
   c.data = t.data;
   c.out = t.out;
-  c.model_name = config_file.empty() ? model : config_file;
-  ForecastSpec& sp = c.spec;
-  sp.target = f.target;
-  sp.features = split_names(f.features);
-  sp.time_col = f.time_col;
-  XLSTM_CHECK(ov.context > 0, ValueError, "--context N is required with --task forecast (the "
-                                          "number of past rows each forecast sees)");
-  XLSTM_CHECK(f.horizon > 0, ValueError, "--horizon H is required with --task forecast (the "
-                                         "number of steps to forecast)");
-  XLSTM_CHECK(!f.target.empty(), ValueError, "--target COL is required with --task forecast");
-  sp.context = ov.context;
-  sp.horizon = f.horizon;
-  sp.season = f.season;
-  sp.quantiles = parse_quantiles(f.quantiles);
-  if (!f.loss.empty()) sp.loss = parse_forecast_loss(f.loss);
-  else if (!sp.quantiles.empty()) sp.loss = ForecastLoss::Pinball;
-  sp.test_fraction = f.test_fraction;
-  sp.window_norm = parse_window_norm(f.window_norm);
-  if (given("--val-fraction")) sp.val_fraction = t.val_fraction;
-  // The common training flags; forecasting has its own defaults where the user gave none.
-  if (given("--batch-size")) c.batch_size = t.batch_size;
-  c.epochs = f.epochs;
-  c.steps = t.steps;
-  c.minutes = t.minutes;
-  c.optimizer = t.optimizer;
-  if (given("--lr")) c.lr = t.lr;
-  c.min_lr = t.min_lr;
-  if (given("--weight-decay")) c.weight_decay = t.weight_decay;
-  c.schedule = t.schedule;
-  if (given("--warmup")) c.warmup = t.warmup;
-  c.clip = t.clip;
-  if (given("--eval-every")) c.eval_every = t.eval_every;
-  if (given("--patience")) c.patience = t.patience;
-  if (given("--log-every")) c.log_every = t.log_every;
-  c.seed = t.seed;
   nlohmann::json bb;
-  if (!config_file.empty()) {
-    bb = json_cfg::read_file(config_file);
-    json_cfg::check_object(bb, config_file);
+  if (!resume) {
+    c.model_name = config_file.empty() ? model : config_file;
+    ForecastSpec& sp = c.spec;
+    sp.target = f.target;
+    sp.features = split_names(f.features);
+    sp.time_col = f.time_col;
+    XLSTM_CHECK(ov.context > 0, ValueError, "--context N is required with --task forecast (the "
+                                            "number of past rows each forecast sees)");
+    XLSTM_CHECK(f.horizon > 0, ValueError, "--horizon H is required with --task forecast (the "
+                                           "number of steps to forecast)");
+    XLSTM_CHECK(!f.target.empty(), ValueError, "--target COL is required with --task forecast");
+    sp.context = ov.context;
+    sp.horizon = f.horizon;
+    sp.season = f.season;
+    sp.quantiles = parse_quantiles(f.quantiles);
+    if (!f.loss.empty()) sp.loss = parse_forecast_loss(f.loss);
+    else if (!sp.quantiles.empty()) sp.loss = ForecastLoss::Pinball;
+    sp.test_fraction = f.test_fraction;
+    sp.window_norm = parse_window_norm(f.window_norm);
+    if (given("--val-fraction")) sp.val_fraction = t.val_fraction;
+    // The common training flags; forecasting has its own defaults where the user gave none.
+    if (given("--batch-size")) c.batch_size = t.batch_size;
+    c.epochs = f.epochs;
+    c.steps = t.steps;
+    c.minutes = t.minutes;
+    c.optimizer = t.optimizer;
+    if (given("--lr")) c.lr = t.lr;
+    c.min_lr = t.min_lr;
+    if (given("--weight-decay")) c.weight_decay = t.weight_decay;
+    c.schedule = t.schedule;
+    if (given("--warmup")) c.warmup = t.warmup;
+    c.clip = t.clip;
+    if (given("--eval-every")) c.eval_every = t.eval_every;
+    if (given("--patience")) c.patience = t.patience;
+    if (given("--log-every")) c.log_every = t.log_every;
+    c.seed = t.seed;
+    if (!config_file.empty()) {
+      bb = json_cfg::read_file(config_file);
+      json_cfg::check_object(bb, config_file);
   } else {
     bb = backbone_preset(model, ov);
+  }
+  } else {
+    // Every setting comes from the checkpoint; flags that would change the run are refused
+    // rather than silently ignored (--data may name the same series moved).
+    for (const char* flag :
+         {"--target", "--features", "--time-col", "--horizon", "--season", "--quantiles",
+          "--loss", "--window-norm", "--test-fraction", "--val-fraction", "--epochs", "--steps",
+          "--context", "--model", "--config", "--batch-size", "--lr", "--seed"})
+      XLSTM_CHECK(!given(flag), ValueError, flag,
+                  " cannot change a resumed run (--resume continues it with the settings in its "
+                  "checkpoint)");
   }
   const bool tty = ::isatty(2);
   auto progress = [&](const ForecastProgress& p) {
@@ -128,20 +138,20 @@ int run_forecast_train(const CLI::App& s, const ForecastTrainFlags& f, const Tra
     else if (p.eval) std::fprintf(stderr, "%s\n", line);
     std::fflush(stderr);
   };
-  ForecastTrainResult r = train_forecaster(c, bb, progress);
+  ForecastTrainResult r = train_forecaster(c, bb, progress, resume);
   if (tty && !quiet) std::fprintf(stderr, "\n");
   std::printf("trained %lld steps (%.1f epochs, %s) in %s: %lld parameters, %lld train / %lld "
               "validation windows\n",
               (long long)r.steps, r.epochs, r.stop_reason.c_str(), fmt_duration(r.seconds).c_str(),
               (long long)r.params, (long long)r.train_windows, (long long)r.val_windows);
   if (r.best_val_loss >= 0) std::printf("best validation loss: %.5f\n", r.best_val_loss);
-  if (r.test.origins.count() > 0) std::printf("\n%s\n", format_evaluation(r.test, c.model_name).c_str());
+  if (r.test.origins.count() > 0) std::printf("\n%s\n", format_evaluation(r.test, r.model_name).c_str());
   std::printf("best model: %s\ncheckpoint: %s\nmetrics:    %s\nplots:      %s, %s/forecast_test.png\n"
               "test:       %s\n",
               r.best_dir.c_str(), r.checkpoint_dir.c_str(), r.metrics_csv.c_str(),
               r.plot_png.c_str(), c.out.c_str(), r.eval_json.c_str());
   std::printf("forecast:   build/xlstm forecast --checkpoint %s --data %s --horizon %lld\n",
-              c.out.c_str(), c.data.c_str(), (long long)sp.horizon);
+              c.out.c_str(), r.data.c_str(), (long long)r.horizon);
   return 0;
 }
 

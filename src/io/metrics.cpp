@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/atomic_file.h"
 #include "xlstm/error.h"
 
 namespace xlstm {
@@ -194,5 +195,28 @@ MetricsTable read_metrics_csv(const std::string& path) {
   }
   return t;
 }
+
+void drop_metrics_after(const std::string& dir, int64_t step, const std::string& stem) {
+  for (const char* ext : {".csv", ".jsonl"}) {
+    const std::string path = dir + "/" + stem + ext;
+    std::ifstream in(path);
+    if (!in) continue;
+    std::string line, kept;
+    bool first = true;
+    while (std::getline(in, line)) {
+      int64_t s = -1;
+      if (ext[1] == 'c') {
+        if (first) { kept += line + "\n"; first = false; continue; }
+        s = std::atoll(line.c_str());
+      } else {
+        const auto p = line.find("\"step\":");
+        if (p != std::string::npos) s = std::atoll(line.c_str() + p + 7);
+      }
+      if (s >= 0 && s <= step) kept += line + "\n";
+    }
+    write_file_atomic(path, kept);
+  }
+}
+
 
 }  // namespace xlstm

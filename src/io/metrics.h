@@ -59,4 +59,9 @@ struct MetricsTable {
 // IoError naming the file if it is missing or has no header.
 MetricsTable read_metrics_csv(const std::string& path);
 
+// For a resumed run: a run interrupted after its last checkpoint logged rows the resumed run
+// will log again, so <dir>/<stem>.csv and .jsonl keep only the rows up to `step` (the first CSV
+// column, the JSONL "step"); each file is rewritten atomically. Missing files are left alone.
+void drop_metrics_after(const std::string& dir, int64_t step, const std::string& stem = "metrics");
+
 }  // namespace xlstm

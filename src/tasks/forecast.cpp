@@ -2,12 +2,14 @@
 #include "tasks/forecast.h"
 
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 
+#include "core/rng_state.h"
 #include "io/atomic_file.h"
 #include "io/json_config.h"
 #include "io/metrics.h"
@@ -35,6 +37,32 @@ json ForecastTrainConfig::to_json() const {
           {"clip", clip},           {"eval_every", eval_every}, {"patience", patience},
           {"log_every", log_every},
           {"seed", seed}};
+}
+
+ForecastTrainConfig ForecastTrainConfig::from_json(const json& j, const std::string& w) {
+  using namespace json_cfg;
+  check_object(j, w);
+  ForecastTrainConfig c;
+  c.data = get_string(j, "data", w);
+  c.model_name = get_string(j, "model_name", w, c.model_name);
+  c.batch_size = get_int(j, "batch_size", w, c.batch_size);
+  c.epochs = get_int(j, "epochs", w, c.epochs);
+  c.steps = get_int(j, "steps", w, c.steps);
+  c.minutes = get_number(j, "minutes", w, c.minutes);
+  c.optimizer = get_string(j, "optimizer", w, c.optimizer);
+  c.lr = get_number(j, "lr", w, c.lr);
+  c.min_lr = get_number(j, "min_lr", w, c.min_lr);
+  c.weight_decay = get_number(j, "weight_decay", w, c.weight_decay);
+  c.beta1 = get_number(j, "beta1", w, c.beta1);
+  c.beta2 = get_number(j, "beta2", w, c.beta2);
+  c.schedule = get_string(j, "schedule", w, c.schedule);
+  c.warmup = get_int(j, "warmup", w, c.warmup);
+  c.clip = get_number(j, "clip", w, c.clip);
+  c.eval_every = get_int(j, "eval_every", w, c.eval_every);
+  c.patience = get_int(j, "patience", w, c.patience);
+  c.log_every = get_int(j, "log_every", w, c.log_every);
+  c.seed = (uint64_t)get_int(j, "seed", w, (int64_t)c.seed);
+  return c;
 }
 
 // ------------------------------------------------------------------------- checkpoints
@@ -189,15 +217,42 @@ double batch_loss(const ForecastSpec& sp, int64_t B, const float* out, const flo
 
 }  // namespace
 
-ForecastTrainResult train_forecaster(const ForecastTrainConfig& cfg,
-                                     const json& backbone_config,
-                                     const std::function<void(const ForecastProgress&)>& on_progress) {
+ForecastTrainResult train_forecaster(const ForecastTrainConfig& cfg_in,
+                                     const json& backbone_in,
+                                     const std::function<void(const ForecastProgress&)>& on_progress,
+                                     bool resume) {
   const auto t0 = Clock::now();
+  XLSTM_CHECK(!cfg_in.out.empty(), ValueError, "--out DIR is required");
+  const std::string out = cfg_in.out, ck_dir = out + "/checkpoint", best_dir = out + "/best";
+  ForecastTrainConfig cfg = cfg_in;
+  json backbone_config = backbone_in;
+  std::string ck_used;  // resume: the checkpoint directory read (checkpoint/ or its .old)
+  Scaler saved_scaler;
+  if (resume) {
+    XLSTM_CHECK(exists(ck_dir + "/model.safetensors") || exists(ck_dir + ".old/model.safetensors"),
+                IoError, ck_dir, ": nothing to resume (no checkpoint in ", out, ")");
+    ck_used = exists(ck_dir + "/model.safetensors") ? ck_dir : ck_dir + ".old";
+    const std::string cw = ck_used + "/config.json";
+    XLSTM_CHECK(exists(cw), IoError, cw, ": missing (not a complete checkpoint directory)");
+    const json c = json_cfg::read_file(cw);
+    json_cfg::check_object(c, cw);
+    const std::string task = json_cfg::get_string(c, "task", cw, "lm");
+    XLSTM_CHECK(task == "forecast", ValueError, cw, ": a '", task,
+                "' checkpoint, not a forecaster's (field 'task'); hint: resume it with its own --task");
+    cfg = ForecastTrainConfig::from_json(json_cfg::get_object(c, "train", cw), cw + ": train");
+    cfg.out = out;
+    if (!cfg_in.data.empty()) cfg.data = cfg_in.data;
+    cfg.spec = ForecastSpec::from_json(json_cfg::get_object(c, "forecast", cw), cw + ": forecast");
+    saved_scaler = cfg.spec.scaler;
+    XLSTM_CHECK(!saved_scaler.mean.empty(), ValueError, cw, ": field 'forecast.scaler' missing");
+    backbone_config = json_cfg::get_object(c, "model", cw);
+  } else {
+    XLSTM_CHECK(!exists(ck_dir) && !exists(best_dir) && !exists(ck_dir + ".old") &&
+                    !exists(best_dir + ".old"),
+                IoError, out, ": already holds a checkpoint; hint: --resume to continue it, or "
+                "another --out");
+  }
   validate(cfg);
-  const std::string out = cfg.out, ck_dir = out + "/checkpoint", best_dir = out + "/best";
-  XLSTM_CHECK(!exists(ck_dir) && !exists(best_dir) && !exists(ck_dir + ".old") &&
-                  !exists(best_dir + ".old"),
-              IoError, out, ": already holds a checkpoint; hint: use another --out");
   // Data, split and scaling: every check on the input runs before anything is written.
   ForecastSpec spec = cfg.spec;
   const SeriesData d = load_series_csv(cfg.data, spec.target, spec.features, spec.time_col);
@@ -219,6 +274,10 @@ ForecastTrainResult train_forecaster(const ForecastTrainConfig& cfg,
   need(va, Part::Val, split.train_end, split.val_end, spec.val_fraction > 0);
   need(te, Part::Test, split.val_end, L, spec.test_fraction > 0);
   spec.scaler = Scaler::fit(d, split.train_end);
+  if (resume)
+    XLSTM_CHECK(spec.scaler.mean == saved_scaler.mean && spec.scaler.std == saved_scaler.std,
+                ValueError, cfg.data, ": not the series the run in ", out,
+                " trained on (its train rows give another scaler than the checkpoint's)");
   // MASE must be defined before training starts (the test evaluation needs it).
   seasonal_naive_scale(d.values[0].data(), split.train_end, spec.season, cfg.data + " (train rows)");
   const std::vector<float> z = scale_series(d, spec.scaler);
@@ -250,7 +309,6 @@ ForecastTrainResult train_forecaster(const ForecastTrainConfig& cfg,
   fs::create_directories(out, ec);
   XLSTM_CHECK(fs::is_directory(out), IoError, out, ": cannot create the output directory (",
               ec.message(), ")");
-  MetricsLogger metrics(out, "metrics", MetricsMode::Truncate);
 
   ForecastTrainResult res;
   res.params = count_params(model);
@@ -258,7 +316,6 @@ ForecastTrainResult train_forecaster(const ForecastTrainConfig& cfg,
   res.val_windows = va.count();
   res.checkpoint_dir = ck_dir;
   res.best_dir = best_dir;
-  res.metrics_csv = metrics.csv_path();
   res.plot_png = out + "/loss.png";
   res.eval_json = out + "/test_metrics.json";
 
@@ -267,6 +324,17 @@ ForecastTrainResult train_forecaster(const ForecastTrainConfig& cfg,
   std::vector<int64_t> val_origins;
   for (int64_t t = va.first; t <= va.last; ++t) val_origins.push_back(t);
   Rng shuffle_rng(cfg.seed + 1), drop_rng(cfg.seed + 2);
+  // What a checkpoint adds to the optimizer's tensors: the two streams and the current
+  // epoch's permutation of the train windows (each epoch reshuffles the previous one).
+  auto optim_state = [&]() {
+    std::map<std::string, Tensor> m = opt.state_dict();
+    m["shuffle.rng"] = rng_state_tensor(shuffle_rng);
+    m["dropout.rng"] = rng_state_tensor(drop_rng);
+    Tensor o({(int64_t)order.size()}, DType::I64);
+    std::memcpy(o.raw(), order.data(), order.size() * sizeof(int64_t));
+    m["shuffle.order"] = o;
+    return m;
+  };
   Tensor x({B, N, C}, DType::F32), dout({B, spec.outputs()}, DType::F32);
   std::vector<float> y((size_t)(B * H)), level((size_t)B), spread((size_t)B);
   const json train_json = cfg.to_json();
@@ -293,14 +361,76 @@ ForecastTrainResult train_forecaster(const ForecastTrainConfig& cfg,
     r.mae = r.mae / (double)(nv * H) * spec.scaler.std[0];
     return r;
   };
+  double elapsed_before = 0;  // resume: the run's seconds before this invocation
   auto state_json = [&](int64_t step, double best_val, int64_t bad) {
     return json{{"step", step}, {"total_steps", total_steps}, {"best_val", best_val},
-                {"bad_evals", bad}, {"elapsed", seconds_since(t0)}};
+                {"bad_evals", bad}, {"elapsed", elapsed_before + seconds_since(t0)}};
   };
 
   std::vector<Tensor> best;  // the best parameters so far (by validation loss)
   double best_val = -1, loss_avg = 0;
   int64_t bad_evals = 0, loss_n = 0, step = 0;
+  if (resume) {
+    auto read_weights = [](const std::string& path) {
+      SafeTensorsFile f(path);
+      std::map<std::string, Tensor> w;
+      for (auto& n : f.names()) w[n] = f.get(n);
+      return w;
+    };
+    const std::string mw = ck_used + "/model.safetensors", ow = ck_used + "/optimizer.safetensors",
+                      sw = ck_used + "/state.json";
+    model.load_params(read_weights(mw), mw);
+    XLSTM_CHECK(exists(ow), IoError, ow, ": missing (the checkpoint cannot be resumed)");
+    std::map<std::string, Tensor> optim = read_weights(ow);
+    for (const char* name : {"shuffle.rng", "dropout.rng", "shuffle.order"})
+      XLSTM_CHECK(optim.count(name), IoError, ow, ": missing tensor '", name, "'");
+    load_rng_state(shuffle_rng, optim["shuffle.rng"], ow);
+    load_rng_state(drop_rng, optim["dropout.rng"], ow);
+    const Tensor& ord = optim["shuffle.order"];
+    XLSTM_CHECK(ord.dtype() == DType::I64 && ord.shape() == Shape({(int64_t)order.size()}),
+                ValueError, ow, ": tensor 'shuffle.order' must be I64 ",
+                shape_str({(int64_t)order.size()}), " (the train windows), got ",
+                dtype_name(ord.dtype()), " ", shape_str(ord.shape()));
+    std::vector<int64_t> restored((size_t)ord.numel());
+    std::memcpy(restored.data(), ord.raw(), restored.size() * sizeof(int64_t));
+    std::vector<int64_t> sorted = restored;
+    std::sort(sorted.begin(), sorted.end());
+    XLSTM_CHECK(sorted == std::vector<int64_t>(order.begin(), order.end()), ValueError, ow,
+                ": tensor 'shuffle.order' is not a permutation of the train windows");
+    order = restored;
+    optim.erase("shuffle.rng");
+    optim.erase("dropout.rng");
+    optim.erase("shuffle.order");
+    opt.load_state_dict(optim, ow);
+    XLSTM_CHECK(exists(sw), IoError, sw, ": missing (the checkpoint cannot be resumed)");
+    const json st = json_cfg::read_file(sw);
+    json_cfg::check_object(st, sw);
+    step = json_cfg::get_int(st, "step", sw);
+    XLSTM_CHECK(json_cfg::get_int(st, "total_steps", sw) == total_steps && step >= 0 &&
+                    step <= total_steps,
+                ValueError, sw, ": field 'step' / 'total_steps' (", step, " / ",
+                json_cfg::get_int(st, "total_steps", sw), ") does not fit this run's ",
+                total_steps, " steps");
+    best_val = json_cfg::get_number(st, "best_val", sw);
+    bad_evals = json_cfg::get_int(st, "bad_evals", sw);
+    elapsed_before = json_cfg::get_number(st, "elapsed", sw, 0);
+    if (best_val >= 0) {
+      const std::string bw = best_dir + "/model.safetensors";
+      XLSTM_CHECK(exists(bw), IoError, bw, ": missing (the best model so far)");
+      std::map<std::string, Tensor> w = read_weights(bw);
+      for (auto& p : params) {
+        auto it = w.find(p.name);
+        XLSTM_CHECK(it != w.end() && it->second.shape() == p.value->shape() &&
+                        it->second.dtype() == p.value->dtype(),
+                    ValueError, bw, ": tensor '", p.name, "' missing or of another shape / dtype");
+        best.push_back(it->second.clone());
+      }
+    }
+    drop_metrics_after(out, step);
+  }
+  const int64_t step0 = step;
+  MetricsLogger metrics(out, "metrics", resume ? MetricsMode::Append : MetricsMode::Truncate);
+  res.metrics_csv = metrics.csv_path();
   std::string reason = "steps";
   const auto t_loop = Clock::now();
   const double deadline = cfg.minutes > 0 ? cfg.minutes * 60.0 : 1e300;
@@ -327,8 +457,8 @@ ForecastTrainResult train_forecaster(const ForecastTrainConfig& cfg,
     ++step;
     loss_avg += loss;
     ++loss_n;
-    const double el = seconds_since(t0);
-    const bool last = step == total_steps, out_of_time = el >= deadline;
+    const double run_s = seconds_since(t0), el = elapsed_before + run_s;
+    const bool last = step == total_steps, out_of_time = run_s >= deadline;
     const bool do_eval = step % eval_every == 0 || last || out_of_time;
     ForecastProgress pr;
     pr.step = step;
@@ -337,7 +467,7 @@ ForecastTrainResult train_forecaster(const ForecastTrainConfig& cfg,
     pr.loss = loss;
     pr.lr = lr;
     pr.elapsed_s = el;
-    pr.eta_s = (double)(total_steps - step) * seconds_since(t_loop) / (double)step;
+    pr.eta_s = (double)(total_steps - step) * seconds_since(t_loop) / (double)(step - step0);
     if (do_eval || step % cfg.log_every == 0) {
       MetricRow row = {{"step", step}, {"epoch", (double)step / (double)steps_per_epoch},
                        {"loss", loss_avg / (double)loss_n}, {"lr", lr}, {"grad_norm", cr.norm},
@@ -358,7 +488,7 @@ ForecastTrainResult train_forecaster(const ForecastTrainConfig& cfg,
           }
         }
         pr.eval = true;
-        save_forecaster(ck_dir, model, train_json, opt.state_dict(),
+        save_forecaster(ck_dir, model, train_json, optim_state(),
                         state_json(step, best_val, bad_evals));
       }
       row.push_back({"val_loss", vl});
@@ -390,6 +520,9 @@ ForecastTrainResult train_forecaster(const ForecastTrainConfig& cfg,
       std::memcpy(params[i].value->raw(), best[i].raw(), best[i].nbytes());
   }
   res.steps = step;
+  res.data = cfg.data;
+  res.model_name = cfg.model_name;
+  res.horizon = H;
   res.epochs = (double)step / (double)steps_per_epoch;
   res.best_val_loss = best_val;
   res.stop_reason = reason;

@@ -268,6 +268,9 @@ struct ForecastTrainConfig {
   int64_t log_every = 10;        // metrics row every N steps (and after each validation)
   uint64_t seed = 1337;
   nlohmann::json to_json() const;
+  // The fields of to_json() (spec excluded: a checkpoint keeps it under "forecast");
+  // ValueError naming `where` and the field.
+  static ForecastTrainConfig from_json(const nlohmann::json& j, const std::string& where);
 };
 
 struct ForecastProgress {
@@ -282,15 +285,26 @@ struct ForecastTrainResult {
   std::string stop_reason;
   ForecastEvaluation test;
   std::string checkpoint_dir, best_dir, metrics_csv, plot_png, eval_json;
+  std::string data, model_name;  // the run's (from the checkpoint when resumed)
+  int64_t horizon = 0;
 };
 
 // Trains a forecaster on cfg.data and evaluates the best model (by validation loss) on the
 // test part. Writes into cfg.out: best/ and checkpoint/ (model + scaler + optimizer state),
 // metrics.csv/.jsonl, loss.png, test_metrics.json. `backbone_config` is a backbone JSON
 // config ({"arch": ...}); its input width is set from the data.
+//
+// resume = true continues the run in cfg.out from its checkpoint/ (the other fields of cfg and
+// backbone_config are not used, except cfg.data when non-empty: the same series, moved); the
+// data must give the scaler the checkpoint holds. The shuffle and dropout streams, the
+// permutation of the current epoch, the optimizer, the best model so far and the early-stopping
+// counter are restored, and metrics rows after the checkpoint's step are dropped, so an
+// interrupted and resumed run ends with the weights and rows of the uninterrupted one. The
+// --minutes cap counts this invocation's time.
 ForecastTrainResult train_forecaster(const ForecastTrainConfig& cfg,
                                      const nlohmann::json& backbone_config,
-                                     const std::function<void(const ForecastProgress&)>& on_progress);
+                                     const std::function<void(const ForecastProgress&)>& on_progress,
+                                     bool resume = false);
 
 // ------------------------------------------------------------------------- checkpoints
 

@@ -142,30 +142,6 @@ double evaluate(Run& r) {
 }
 
 
-// A run interrupted after its last checkpoint logged rows the resumed run will log again:
-// keep only the rows up to the checkpoint's step (the first CSV column and the JSONL "step").
-void drop_metrics_after(const std::string& out, int64_t step) {
-  for (const char* ext : {".csv", ".jsonl"}) {
-    const std::string path = out + "/metrics" + ext;
-    std::ifstream in(path);
-    if (!in) continue;
-    std::string line, kept;
-    bool first = true;
-    while (std::getline(in, line)) {
-      int64_t s = -1;
-      if (ext[1] == 'c') {
-        if (first) { kept += line + "\n"; first = false; continue; }
-        s = std::atoll(line.c_str());
-      } else {
-        const auto p = line.find("\"step\":");
-        if (p != std::string::npos) s = std::atoll(line.c_str() + p + 7);
-      }
-      if (s >= 0 && s <= step) kept += line + "\n";
-    }
-    write_file_atomic(path, kept);
-  }
-}
-
 }  // namespace
 
 TrainResult train_language_model(const TrainConfig& cfg_in, json model_config, bool resume,

@@ -153,4 +153,24 @@ TEST(ForecastCli, BadInputLeavesNothingBehind) {
   EXPECT_FALSE(fs::exists(d + "/f.png"));
 }
 
+// --resume: continues from the checkpoint with its own settings (the library test checks that
+// the result equals an uninterrupted run); flags that would change the run are refused, and a
+// directory without a checkpoint gives one error line.
+TEST(ForecastCli, Resume) {
+  const std::string d = temp_dir();
+  const std::string p = write(d, "s.csv", sine_csv(200));
+  ASSERT_EQ(run(str(kTrain, " --data ", p, " --out ", d, "/run")).code, 0);
+  const Result r = run(str("train --task forecast --resume -q --out ", d, "/run"));
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("forecast:   build/xlstm forecast --checkpoint " + d + "/run --data " + p +
+                       " --horizon 4"),
+            std::string::npos)
+      << r.out;
+  expect_error(run(str("train --task forecast --resume --horizon 8 --out ", d, "/run")),
+               {"--horizon cannot change a resumed run"});
+  expect_error(run(str("train --task forecast --resume --out ", d, "/none")),
+               {d + "/none/checkpoint: nothing to resume"});
+  EXPECT_FALSE(fs::exists(d + "/none"));
+}
+
 }  // namespace

@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <sstream>
+#include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +14,7 @@
 #include "harness/compare.h"
 #include "harness/gradcheck.h"
 #include "io/json_config.h"
+#include "io/safetensors.h"
 #include "models/backbone.h"
 #include "tasks/forecast.h"
 #include "viz/plot.h"
@@ -398,6 +402,96 @@ TEST(ForecastTrain, TinyModelLearnsSineAndCheckpointRoundTrips) {
   EXPECT_EQ(e.seasonal_naive.mae, r.test.seasonal_naive.mae);
   // Training again into the same directory is refused.
   EXPECT_THROW(train_forecaster(c, {{"arch", "lstm"}, {"hidden_size", 16}}, nullptr), IoError);
+}
+
+// metrics.csv without its elapsed_s column (wall-clock time differs between runs).
+std::vector<std::string> metrics_rows_without_time(const std::string& csv) {
+  std::ifstream in(csv);
+  std::vector<std::string> rows;
+  std::string line;
+  int64_t drop = -1;
+  while (std::getline(in, line)) {
+    std::vector<std::string> cells;
+    std::stringstream ss(line);
+    std::string cell;
+    while (std::getline(ss, cell, ',')) cells.push_back(cell);
+    if (drop < 0)
+      drop = std::find(cells.begin(), cells.end(), "elapsed_s") - cells.begin();
+    std::string kept;
+    for (size_t i = 0; i < cells.size(); ++i)
+      if ((int64_t)i != drop) kept += cells[i] + ",";
+    rows.push_back(kept);
+  }
+  return rows;
+}
+
+struct Interrupt {};
+
+// A run stopped right after a checkpoint (mid-epoch, dropout on, the best model and the
+// early-stopping counter in flight) and resumed ends exactly as the uninterrupted run: the
+// same weights (best and last), optimizer state, metrics rows and test metrics.
+TEST(ForecastTrain, InterruptedAndResumedEqualsUninterrupted) {
+  const std::string dir = temp_dir();
+  ForecastTrainConfig c;
+  c.data = write_sine_csv(dir, 300, 0.3);
+  c.spec = spec_of(12, 3);
+  c.spec.time_col = "t";
+  c.spec.target = "value";
+  c.spec.season = 10;
+  c.batch_size = 16;
+  c.epochs = 4;
+  c.eval_every = 5;  // 12 steps per epoch: checkpoints fall inside epochs
+  c.patience = 50;
+  c.lr = 1e-2;
+  c.warmup = 3;
+  const json bb = {{"arch", "lstm"}, {"hidden_size", 8}, {"num_layers", 2}, {"dropout", 0.2}};
+  c.out = dir + "/full";
+  const ForecastTrainResult full = train_forecaster(c, bb, nullptr);
+  ASSERT_EQ(full.steps, 48);
+
+  c.out = dir + "/resumed";
+  auto stop_at_15 = [](const ForecastProgress& p) {
+    if (p.eval && p.step == 15) throw Interrupt{};
+  };
+  EXPECT_THROW(train_forecaster(c, bb, stop_at_15), Interrupt);
+  ForecastTrainConfig r;
+  r.out = c.out;  // everything else comes from the checkpoint
+  const ForecastTrainResult res = train_forecaster(r, json::object(), nullptr, true);
+  EXPECT_EQ(res.steps, full.steps);
+  EXPECT_EQ(res.best_val_loss, full.best_val_loss);
+  EXPECT_EQ(res.test.model.mae, full.test.model.mae);
+  EXPECT_EQ(res.model_name, full.model_name);
+  EXPECT_EQ(res.data, c.data);
+  for (const char* f : {"/best/model.safetensors", "/checkpoint/model.safetensors",
+                        "/checkpoint/optimizer.safetensors"}) {
+    SafeTensorsFile a(dir + "/full" + f), b(c.out + f);
+    ASSERT_EQ(a.names(), b.names()) << f;
+    for (auto& n : a.names()) {
+      const Tensor ta = a.get(n), tb = b.get(n);
+      ASSERT_EQ(ta.nbytes(), tb.nbytes()) << f << " " << n;
+      EXPECT_EQ(std::memcmp(ta.raw(), tb.raw(), ta.nbytes()), 0) << f << " " << n;
+    }
+  }
+  EXPECT_EQ(metrics_rows_without_time(dir + "/full/metrics.csv"),
+            metrics_rows_without_time(c.out + "/metrics.csv"));
+
+  // Bad resumes: nothing to resume, another series.
+  ForecastTrainConfig none;
+  none.out = dir + "/nothing";
+  EXPECT_THROW(train_forecaster(none, json::object(), nullptr, true), IoError);
+  const std::string other = dir + "/other";
+  fs::create_directories(other);
+  r.data = write_sine_csv(other, 320, 0.3);
+  EXPECT_THROW(
+      {
+        try {
+          train_forecaster(r, json::object(), nullptr, true);
+        } catch (const ValueError& e) {
+          EXPECT_NE(std::string(e.what()).find("not the series"), std::string::npos) << e.what();
+          throw;
+        }
+      },
+      ValueError);
 }
 
 TEST(ForecastCheckpoint, SaveLoadGivesIdenticalForecasts) {
