@@ -52,41 +52,51 @@ std::shared_ptr<ClassifyTrainFlags> add_classify_train_flags(CLI::App* s) {
 int run_classify_train(const CLI::App& s, const ClassifyTrainFlags& f, const TrainConfig& t,
                        const std::string& model, const ModelOverrides& ov,
                        const std::string& config_file, bool resume, bool quiet) {
-  XLSTM_CHECK(!resume, ValueError, "--resume is not supported with --task classify (start it "
-                                   "again with another --out)");
   auto given = [&](const char* flag) { return s.count(flag) > 0; };
   ClassifyTrainConfig c;
   c.data = t.data;
   c.val = f.val;
   c.out = t.out;
-  c.vocab = t.vocab;
-  c.pool = parse_pool(f.pool);
-  c.class_weights = f.class_weights;
-  if (given("--val-fraction")) c.val_fraction = t.val_fraction;
-  if (given("--batch-size")) c.batch_size = t.batch_size;
-  c.max_len = f.max_len;
-  c.min_count = f.min_count;
-  c.steps = t.steps;
-  c.minutes = t.minutes;
-  if (given("--epochs")) c.epochs = s.get_option("--epochs")->as<int64_t>();
-  c.optimizer = t.optimizer;
-  c.schedule = t.schedule;
-  if (given("--lr")) c.lr = t.lr;
-  c.min_lr = t.min_lr;
-  if (given("--weight-decay")) c.weight_decay = t.weight_decay;
-  c.clip = t.clip;
-  if (given("--warmup")) c.warmup = t.warmup;
-  if (given("--eval-every")) c.eval_every = t.eval_every;
-  if (given("--log-every")) c.log_every = t.log_every;
-  c.patience = t.patience;
-  c.seed = t.seed;
   nlohmann::json bb;
-  if (!config_file.empty()) {
-    bb = json_cfg::read_file(config_file);
-    json_cfg::check_object(bb, config_file);
-    if (f.bidirectional) bb["bidirectional"] = true;
+  if (resume) {
+    // Every setting comes from the checkpoint; flags that would change the run are refused
+    // rather than silently ignored (--data / --val may name the same files moved).
+    for (const char* flag :
+         {"--vocab", "--pool", "--class-weights", "--val-fraction", "--batch-size", "--max-len",
+          "--min-count", "--steps", "--minutes", "--epochs", "--lr", "--seed", "--model",
+          "--config", "--bidirectional"})
+      XLSTM_CHECK(!given(flag), ValueError, flag,
+                  " cannot change a resumed run (--resume continues it with the settings in its "
+                  "checkpoint)");
   } else {
-    bb = backbone_preset(model, ov, f.bidirectional);
+    c.vocab = t.vocab;
+    c.pool = parse_pool(f.pool);
+    c.class_weights = f.class_weights;
+    if (given("--val-fraction")) c.val_fraction = t.val_fraction;
+    if (given("--batch-size")) c.batch_size = t.batch_size;
+    c.max_len = f.max_len;
+    c.min_count = f.min_count;
+    c.steps = t.steps;
+    c.minutes = t.minutes;
+    if (given("--epochs")) c.epochs = s.get_option("--epochs")->as<int64_t>();
+    c.optimizer = t.optimizer;
+    c.schedule = t.schedule;
+    if (given("--lr")) c.lr = t.lr;
+    c.min_lr = t.min_lr;
+    if (given("--weight-decay")) c.weight_decay = t.weight_decay;
+    c.clip = t.clip;
+    if (given("--warmup")) c.warmup = t.warmup;
+    if (given("--eval-every")) c.eval_every = t.eval_every;
+    if (given("--log-every")) c.log_every = t.log_every;
+    c.patience = t.patience;
+    c.seed = t.seed;
+    if (!config_file.empty()) {
+      bb = json_cfg::read_file(config_file);
+      json_cfg::check_object(bb, config_file);
+      if (f.bidirectional) bb["bidirectional"] = true;
+    } else {
+      bb = backbone_preset(model, ov, f.bidirectional);
+    }
   }
   const bool tty = ::isatty(2);
   auto progress = [&](const ClassifyProgress& p) {
@@ -104,7 +114,7 @@ int run_classify_train(const CLI::App& s, const ClassifyTrainFlags& f, const Tra
     else if (p.eval) std::fprintf(stderr, "%s\n", line);
     std::fflush(stderr);
   };
-  ClassifyTrainResult r = train_classifier(c, bb, progress);
+  ClassifyTrainResult r = train_classifier(c, bb, progress, resume);
   if (tty && !quiet) std::fprintf(stderr, "\n");
   std::printf("trained %lld steps (%s) in %s: %lld parameters, %lld train / %lld validation rows\n",
               (long long)r.steps, r.stop_reason.c_str(), fmt_duration(r.seconds).c_str(),
@@ -114,7 +124,7 @@ int run_classify_train(const CLI::App& s, const ClassifyTrainFlags& f, const Tra
     std::printf(" %s (weight %.3g)", r.classes[k].c_str(), r.class_weights[k]);
   std::printf("\n");
   if (r.val.n > 0)
-    std::printf("\nvalidation, best model (texts cut to --max-len %lld):\n%s\n", (long long)c.max_len,
+    std::printf("\nvalidation, best model (texts cut to --max-len %lld):\n%s\n", (long long)r.max_len,
                 format_metrics(r.val, r.classes).c_str());
   std::printf("best model: %s\ncheckpoint: %s\nmetrics:    %s\nplot:       %s\n", r.best_dir.c_str(),
               r.checkpoint_dir.c_str(), r.metrics_csv.c_str(), r.plot_png.c_str());

@@ -68,7 +68,7 @@ void add_train(CLI::App& app, std::function<int()>& run) {
   s->add_option("--seed", o->t.seed, "random seed (init, batches, dropout)")->capture_default_str();
   s->add_option("--threads", o->threads, "CPU threads (default: OMP_NUM_THREADS or all cores)");
   s->add_flag("--resume", o->resume,
-              "continue the run in --out from its checkpoint (--task lm or forecast)");
+              "continue the run in --out from its checkpoint (any --task)");
   s->add_option("--init-from", o->t.init_from,
                 "fine-tune a Hugging Face xlstm model directory (its tokenizer encodes --data; "
                 "--model is ignored); the best model is also written to OUT/hf in that format");

@@ -180,6 +180,8 @@ struct ClassifyTrainConfig {
   int64_t warmup = 50, eval_every = 100, log_every = 10, patience = 0;
   uint64_t seed = 1337;
   nlohmann::json to_json() const;
+  // The fields of to_json(); ValueError naming `where` and the field.
+  static ClassifyTrainConfig from_json(const nlohmann::json& j, const std::string& where);
 };
 
 struct ClassifyProgress {
@@ -196,12 +198,22 @@ struct ClassifyTrainResult {
   std::vector<std::string> classes;
   std::vector<double> class_weights;
   ClassMetrics val;  // of the best model (empty without a validation set)
+  int64_t max_len = 0;  // the run's --max-len (from the checkpoint when resumed)
   std::string best_dir, checkpoint_dir, metrics_csv, plot_png;
 };
 
 // Trains, keeping the model with the best validation macro-F1 (ties: lower validation loss) in
 // <out>/best and the latest in <out>/checkpoint. `backbone` is a backbone JSON config.
+//
+// resume = true continues the run in cfg.out from its checkpoint/ (the other fields of cfg and
+// backbone are not used, except cfg.data / cfg.val when non-empty: the same files, moved); the
+// data must give the vocabulary the checkpoint holds. The optimizer, the batch and dropout
+// streams, the position in the current epoch, the best model so far and the early-stopping
+// counter are restored and metrics rows after the checkpoint's step dropped, so an interrupted
+// and resumed run ends with the weights and rows of the uninterrupted one. The number of steps
+// is the run's (also when --minutes chose it); --minutes counts this invocation's time.
 ClassifyTrainResult train_classifier(const ClassifyTrainConfig& cfg, const nlohmann::json& backbone,
-                                     const std::function<void(const ClassifyProgress&)>& progress);
+                                     const std::function<void(const ClassifyProgress&)>& progress,
+                                     bool resume = false);
 
 }  // namespace xlstm

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <numeric>
 
+#include "core/rng_state.h"
 #include "io/atomic_file.h"
 #include "io/json_config.h"
 #include "io/metrics.h"
@@ -32,6 +33,36 @@ json ClassifyTrainConfig::to_json() const {
           {"lr", lr},             {"min_lr", min_lr},       {"weight_decay", weight_decay},
           {"clip", clip},         {"warmup", warmup},       {"eval_every", eval_every},
           {"log_every", log_every}, {"patience", patience}, {"seed", seed}};
+}
+
+ClassifyTrainConfig ClassifyTrainConfig::from_json(const json& j, const std::string& w) {
+  using namespace json_cfg;
+  check_object(j, w);
+  ClassifyTrainConfig c;
+  c.data = get_string(j, "data", w);
+  c.val = get_string(j, "val", w, c.val);
+  c.vocab = get_string(j, "vocab", w, c.vocab);
+  c.class_weights = get_string(j, "class_weights", w, c.class_weights);
+  c.pool = parse_pool(get_enum(j, "pool", w, {"mean", "last"}));
+  c.val_fraction = get_number(j, "val_fraction", w, c.val_fraction);
+  c.batch_size = get_int(j, "batch_size", w, c.batch_size);
+  c.max_len = get_int(j, "max_len", w, c.max_len);
+  c.min_count = get_int(j, "min_count", w, c.min_count);
+  c.steps = get_int(j, "steps", w, c.steps);
+  c.epochs = get_int(j, "epochs", w, c.epochs);
+  c.minutes = get_number(j, "minutes", w, c.minutes);
+  c.optimizer = get_string(j, "optimizer", w, c.optimizer);
+  c.schedule = get_string(j, "schedule", w, c.schedule);
+  c.lr = get_number(j, "lr", w, c.lr);
+  c.min_lr = get_number(j, "min_lr", w, c.min_lr);
+  c.weight_decay = get_number(j, "weight_decay", w, c.weight_decay);
+  c.clip = get_number(j, "clip", w, c.clip);
+  c.warmup = get_int(j, "warmup", w, c.warmup);
+  c.eval_every = get_int(j, "eval_every", w, c.eval_every);
+  c.log_every = get_int(j, "log_every", w, c.log_every);
+  c.patience = get_int(j, "patience", w, c.patience);
+  c.seed = (uint64_t)get_int(j, "seed", w, (int64_t)c.seed);
+  return c;
 }
 
 namespace {
@@ -148,13 +179,35 @@ json metrics_json(const ClassMetrics& m, const std::vector<std::string>& classes
 
 }  // namespace
 
-ClassifyTrainResult train_classifier(const ClassifyTrainConfig& cfg, const json& backbone,
-                                     const std::function<void(const ClassifyProgress&)>& progress) {
+ClassifyTrainResult train_classifier(const ClassifyTrainConfig& cfg_in, const json& backbone_in,
+                                     const std::function<void(const ClassifyProgress&)>& progress,
+                                     bool resume) {
   const auto t0 = Clock::now();
+  XLSTM_CHECK(!cfg_in.out.empty(), ValueError, "--out DIR is required");
+  const std::string out = cfg_in.out, ck_dir = out + "/checkpoint", best_dir = out + "/best";
+  ClassifyTrainConfig cfg = cfg_in;
+  json backbone = backbone_in;
+  Checkpoint ck;  // resume: the checkpoint continued
+  int64_t saved_total = 0;
+  if (resume) {
+    XLSTM_CHECK(fs::exists(ck_dir) || fs::exists(ck_dir + ".old"), IoError, ck_dir,
+                ": nothing to resume (no checkpoint in ", out, ")");
+    ck = load_checkpoint(ck_dir, true);
+    const std::string cw = ck_dir + "/config.json";
+    XLSTM_CHECK(ck.config.contains("train") && ck.config.contains("model"), ValueError, cw,
+                ": missing field 'train' or 'model'");
+    const ClassifierSpec saved = ClassifierSpec::from_json(ck.config["model"], cw + " (model)");
+    cfg = ClassifyTrainConfig::from_json(ck.config["train"], cw + " (train)");
+    saved_total = json_cfg::get_int(ck.config["train"], "total_steps", cw + " (train)");
+    cfg.out = out;
+    if (!cfg_in.data.empty()) cfg.data = cfg_in.data;
+    if (!cfg_in.val.empty()) cfg.val = cfg_in.val;
+    backbone = saved.backbone;
+  } else {
+    XLSTM_CHECK(!fs::exists(ck_dir) && !fs::exists(best_dir), IoError, out,
+                ": already holds a run; hint: --resume to continue it, or another --out");
+  }
   validate(cfg);
-  const std::string out = cfg.out, ck_dir = out + "/checkpoint", best_dir = out + "/best";
-  XLSTM_CHECK(!fs::exists(ck_dir) && !fs::exists(best_dir), IoError, out,
-              ": already holds a run; hint: another --out (classifiers train from scratch)");
   // data
   const LabeledTexts train = read_labeled_texts(cfg.data, true);
   std::vector<std::string> classes = train.labels;
@@ -191,6 +244,9 @@ ClassifyTrainResult train_classifier(const ClassifyTrainConfig& cfg, const json&
   const ClassTokenizer tok =
       ClassTokenizer::build(parse_vocab_kind(cfg.vocab), tr_texts, cfg.min_count, cfg.data);
   tr_texts.clear();
+  if (resume)
+    XLSTM_CHECK(tok.vocab() == ck.vocab, ValueError, cfg.data, ": not the data the run in ", out,
+                " trained on (its training rows give another vocabulary than the checkpoint's)");
   const Encoded tr = encode_rows(train, tr_rows, tok, classes, cfg.max_len);
   const Encoded va_short = encode_rows(val, va_rows, tok, classes, cfg.max_len);
   const bool has_val = !va_rows.empty();
@@ -224,6 +280,9 @@ ClassifyTrainResult train_classifier(const ClassifyTrainConfig& cfg, const json&
   oc.weight_decay = cfg.weight_decay;
   Optimizer opt(params, oc);
   Rng batch_rng(cfg.seed + 1), drop_rng(cfg.seed + 2);
+  // The batch stream as it was before the current epoch's batches were drawn: a checkpoint
+  // keeps it, and a resumed run redraws the same epoch from it.
+  Rng epoch_rng = batch_rng;
   std::vector<std::vector<size_t>> batches = epoch_batches(tr, cfg.batch_size, batch_rng);
   const int64_t per_epoch = (int64_t)batches.size();
   size_t next_batch = 0;
@@ -240,7 +299,7 @@ ClassifyTrainResult train_classifier(const ClassifyTrainConfig& cfg, const json&
     return l;
   };
   // how many steps
-  int64_t total = cfg.steps;
+  int64_t total = resume ? saved_total : cfg.steps;
   if (total == 0) {
     const int64_t by_epochs = (cfg.epochs > 0 ? cfg.epochs : (cfg.minutes > 0 ? 0 : 10)) * per_epoch;
     int64_t by_time = 0;
@@ -276,7 +335,47 @@ ClassifyTrainResult train_classifier(const ClassifyTrainConfig& cfg, const json&
   std::error_code ec;
   fs::create_directories(out, ec);
   XLSTM_CHECK(fs::is_directory(out), IoError, out, ": cannot create the output directory");
-  MetricsLogger metrics(out, "metrics", MetricsMode::Truncate);
+  std::vector<Tensor> best_params;
+  double best_f1 = -1, best_loss = 1e300, elapsed_before = 0;
+  int64_t bad_evals = 0, step = 0, seqs = 0;
+  if (resume) {
+    const std::string ow = ck_dir + "/optimizer.safetensors", sw = ck_dir + "/state.json";
+    model.load_params(ck.model, ck_dir + "/model.safetensors");
+    auto optim = ck.optim;
+    for (const char* name : {"batch.epoch_rng", "dropout.rng"})
+      XLSTM_CHECK(optim.count(name), IoError, ow, ": missing tensor '", name, "'");
+    load_rng_state(epoch_rng, optim["batch.epoch_rng"], ow);
+    load_rng_state(drop_rng, optim["dropout.rng"], ow);
+    optim.erase("batch.epoch_rng");
+    optim.erase("dropout.rng");
+    opt.load_state_dict(optim, ow);
+    batch_rng = epoch_rng;
+    batches = epoch_batches(tr, cfg.batch_size, batch_rng);
+    using namespace json_cfg;
+    step = get_int(ck.state, "step", sw);
+    next_batch = (size_t)get_int_in(ck.state, "next_batch", sw, 0, (int64_t)batches.size());
+    XLSTM_CHECK(step >= 0 && step <= total, ValueError, sw, ": field 'step' ", step,
+                " is outside the run's ", total, " steps");
+    best_f1 = get_number(ck.state, "best_f1", sw);
+    best_loss = get_number(ck.state, "best_loss", sw);
+    bad_evals = get_int(ck.state, "bad_evals", sw);
+    seqs = get_int(ck.state, "seqs", sw);
+    elapsed_before = get_number(ck.state, "elapsed", sw, 0);
+    if (has_val && best_f1 >= 0) {
+      const Checkpoint best = load_checkpoint(best_dir, false);
+      for (auto& p : params) {
+        auto it = best.model.find(p.name);
+        XLSTM_CHECK(it != best.model.end() && it->second.shape() == p.value->shape() &&
+                        it->second.dtype() == p.value->dtype(),
+                    ValueError, best_dir, "/model.safetensors: tensor '", p.name,
+                    "' missing or of another shape / dtype");
+        best_params.push_back(it->second.clone());
+      }
+    }
+    drop_metrics_after(out, step);
+  }
+  const int64_t step0 = step, seqs0 = seqs;
+  MetricsLogger metrics(out, "metrics", resume ? MetricsMode::Append : MetricsMode::Truncate);
   ClassifyTrainResult res;
   res.params = count_params(model);
   res.train_rows = (int64_t)tr.ids.size();
@@ -289,18 +388,25 @@ ClassifyTrainResult train_classifier(const ClassifyTrainConfig& cfg, const json&
   res.plot_png = out + "/loss.png";
   json train_json = cfg.to_json();
   train_json["total_steps"] = total;
-  auto save = [&](const std::string& dir, int64_t step, const json& extra) {
-    Checkpoint ck;
-    ck.config = {{"model", spec.to_json()}, {"train", train_json}};
-    ck.vocab = tok.vocab();
-    for (auto& p : params) ck.model[p.name] = p.value->clone();
-    ck.state = {{"step", step}};
-    ck.state.update(extra);
-    save_checkpoint(dir, ck);
+  // with_optim: the latest checkpoint, which a resumed run continues (optimizer, streams and
+  // the loop's counters); the best model is weights only.
+  auto save = [&](const std::string& dir, int64_t step, const json& extra, bool with_optim) {
+    Checkpoint c;
+    c.config = {{"model", spec.to_json()}, {"train", train_json}};
+    c.vocab = tok.vocab();
+    for (auto& p : params) c.model[p.name] = p.value->clone();
+    c.state = {{"step", step}};
+    c.state.update(extra);
+    if (with_optim) {
+      c.optim = opt.state_dict();
+      c.optim["batch.epoch_rng"] = rng_state_tensor(epoch_rng);
+      c.optim["dropout.rng"] = rng_state_tensor(drop_rng);
+      c.state.update({{"next_batch", (int64_t)next_batch}, {"best_f1", best_f1},
+                      {"best_loss", best_loss}, {"bad_evals", bad_evals}, {"seqs", seqs},
+                      {"elapsed", elapsed_before + seconds_since(t0)}});
+    }
+    save_checkpoint(dir, c);
   };
-  std::vector<Tensor> best_params;
-  double best_f1 = -1, best_loss = 1e300;
-  int64_t bad_evals = 0, step = 0, seqs = 0;
   double loss_avg = 0;
   int64_t loss_n = 0;
   const double deadline = cfg.minutes > 0 ? cfg.minutes * 60.0 : 1e300;
@@ -311,6 +417,7 @@ ClassifyTrainResult train_classifier(const ClassifyTrainConfig& cfg, const json&
     opt.set_lr(lr);
     model.zero_grad();
     if (next_batch == batches.size()) {
+      epoch_rng = batch_rng;
       batches = epoch_batches(tr, cfg.batch_size, batch_rng);
       next_batch = 0;
     }
@@ -327,8 +434,8 @@ ClassifyTrainResult train_classifier(const ClassifyTrainConfig& cfg, const json&
     loss_avg += loss;
     ++loss_n;
     res.final_loss = loss;
-    const double el = seconds_since(t0);
-    const bool last = step == total, out_of_time = el >= deadline;
+    const double run_s = seconds_since(t0), el = elapsed_before + run_s;
+    const bool last = step == total, out_of_time = run_s >= deadline;
     const bool do_eval = step % cfg.eval_every == 0 || last || out_of_time;
     if (step % cfg.log_every != 0 && !do_eval) continue;
     ClassifyProgress pr;
@@ -336,8 +443,8 @@ ClassifyTrainResult train_classifier(const ClassifyTrainConfig& cfg, const json&
     pr.total_steps = total;
     pr.loss = loss_avg / (double)loss_n;
     pr.lr = lr;
-    pr.seqs_per_s = (double)seqs / std::max(1e-9, seconds_since(t_loop));
-    pr.eta_s = (double)(total - step) * seconds_since(t_loop) / (double)step;
+    pr.seqs_per_s = (double)(seqs - seqs0) / std::max(1e-9, seconds_since(t_loop));
+    pr.eta_s = (double)(total - step) * seconds_since(t_loop) / (double)(step - step0);
     MetricRow row = {{"step", step}, {"loss", pr.loss}, {"lr", lr}, {"grad_norm", cr.norm},
                      {"elapsed_s", el}};
     if (do_eval && has_val) {
@@ -356,7 +463,7 @@ ClassifyTrainResult train_classifier(const ClassifyTrainConfig& cfg, const json&
         best_params.clear();
         for (auto& p : params) best_params.push_back(p.value->clone());
         save(best_dir, step, {{"val_loss", ev.loss}, {"val_accuracy", ev.m.accuracy},
-                              {"val_macro_f1", ev.m.macro_f1}});
+                              {"val_macro_f1", ev.m.macro_f1}}, false);
       } else {
         ++bad_evals;
       }
@@ -370,7 +477,7 @@ ClassifyTrainResult train_classifier(const ClassifyTrainConfig& cfg, const json&
     loss_n = 0;
     if (progress) progress(pr);
     if (do_eval) {
-      save(ck_dir, step, json::object());
+      save(ck_dir, step, json::object(), true);
       save_loss_plot(out + "/loss.png", metrics.csv_path(), "classifier: training and validation loss",
                      "weighted cross-entropy (nats/row)");
     }
@@ -378,8 +485,9 @@ ClassifyTrainResult train_classifier(const ClassifyTrainConfig& cfg, const json&
     if (out_of_time && !last) { res.stop_reason = "time"; break; }
   }
   res.steps = step;
+  res.max_len = cfg.max_len;
   if (!has_val) {
-    save(best_dir, step, json::object());
+    save(best_dir, step, json::object(), false);
   } else {
     // the best model, on the validation texts cut like the training texts (--max-len); whole
     // texts of any length are `xlstm classify`'s job

@@ -81,6 +81,18 @@ TEST_F(ClassifyCli, TrainsAndClassifies) {
   EXPECT_EQ(r.out.find("\n2\t"), std::string::npos) << r.out;
 }
 
+// --resume continues the finished run's checkpoint with its own settings (the library test
+// checks bit-identity with an uninterrupted run); run-defining flags are refused.
+TEST_F(ClassifyCli, Resume) {
+  const Result r = run("train --task classify --resume -q --out " + dir_ + "/run");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("trained 20 steps"), std::string::npos) << r.out;
+  expect_fail_line(run("train --task classify --resume --max-len 9 --out " + dir_ + "/run"),
+                   "--max-len cannot change a resumed run");
+  expect_fail_line(run("train --task classify --resume --out " + dir_ + "/none"),
+                   dir_ + "/none/checkpoint: nothing to resume");
+}
+
 TEST_F(ClassifyCli, BadInput) {
   const std::string run_dir = dir_ + "/run";
   // prediction-time problems

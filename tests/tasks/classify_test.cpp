@@ -4,12 +4,16 @@
 // inference == one pass, and length generalisation (trained on short, right on long).
 #include <gtest/gtest.h>
 
+#include <sstream>
+#include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 
 #include "harness/compare.h"
+#include "io/safetensors.h"
 #include "tasks/classify.h"
 
 using namespace xlstm;
@@ -246,6 +250,100 @@ TEST(Classifier, LengthGeneralisation) {
   EXPECT_GE(correct, 57) << "of 60 long sequences";
   std::printf("short-trained model on 300..600 steps: %d/60 correct (validation on short: %.3f)\n",
               correct, r.val.accuracy);
+  fs::remove_all(d);
+}
+
+struct Interrupt {};
+
+// A run stopped after an evaluation (a checkpoint from the one before, mid-epoch, dropout on,
+// the best model in flight) and resumed ends exactly as the uninterrupted run: the same weights
+// (best and last), optimizer state and metrics rows (elapsed time aside).
+TEST(ClassifyTrain, InterruptedAndResumedEqualsUninterrupted) {
+  const std::string d = temp_dir();
+  Rng rng(5);
+  {
+    std::ofstream f(d + "/train.csv");
+    f << "text,label\n";
+    for (int i = 0; i < 150; ++i) {
+      const bool a = i % 3 == 0;
+      std::string s;
+      for (int k = 0, len = 4 + (int)rng.below(12); k < len; ++k)
+        s += (rng.uniform() < (a ? 0.7 : 0.3)) ? 'a' : 'b';
+      f << s << "," << (a ? "A" : "B") << "\n";
+    }
+  }
+  ClassifyTrainConfig c;
+  c.data = d + "/train.csv";
+  c.steps = 40;
+  c.batch_size = 16;  // 135 training rows: 9 batches per epoch
+  c.eval_every = 7;
+  c.log_every = 3;
+  c.patience = 20;
+  c.lr = 1e-2;
+  c.warmup = 5;
+  ModelOverrides o;
+  o.width = 8;
+  o.blocks = 2;  // dropout between the layers
+  o.dropout = 0.2;
+  const json bb = backbone_preset("lstm-tiny", o);
+  c.out = d + "/full";
+  const ClassifyTrainResult full = train_classifier(c, bb, nullptr);
+  ASSERT_EQ(full.steps, 40);
+  c.out = d + "/resumed";
+  auto stop = [](const ClassifyProgress& p) {
+    if (p.eval && p.step == 28) throw Interrupt{};  // the checkpoint is step 21 (3rd epoch)
+  };
+  EXPECT_THROW(train_classifier(c, bb, stop), Interrupt);
+  ClassifyTrainConfig r;
+  r.out = c.out;
+  const ClassifyTrainResult res = train_classifier(r, json::object(), nullptr, true);
+  EXPECT_EQ(res.steps, 40);
+  EXPECT_EQ(res.best_val_f1, full.best_val_f1);
+  EXPECT_EQ(res.val.accuracy, full.val.accuracy);
+  for (const char* f : {"/best/model.safetensors", "/checkpoint/model.safetensors",
+                        "/checkpoint/optimizer.safetensors"}) {
+    SafeTensorsFile a(d + "/full" + f), b(c.out + f);
+    ASSERT_EQ(a.names(), b.names()) << f;
+    for (auto& n : a.names()) {
+      const Tensor ta = a.get(n), tb = b.get(n);
+      ASSERT_EQ(ta.nbytes(), tb.nbytes()) << f << " " << n;
+      EXPECT_EQ(std::memcmp(ta.raw(), tb.raw(), ta.nbytes()), 0) << f << " " << n;
+    }
+  }
+  auto rows = [](const std::string& csv) {  // without the elapsed_s column
+    std::ifstream in(csv);
+    std::vector<std::string> out;
+    std::string line;
+    int64_t drop = -1;
+    while (std::getline(in, line)) {
+      std::vector<std::string> cells;
+      std::stringstream ss(line);
+      std::string cell;
+      while (std::getline(ss, cell, ',')) cells.push_back(cell);
+      if (drop < 0) drop = std::find(cells.begin(), cells.end(), "elapsed_s") - cells.begin();
+      std::string kept;
+      for (size_t i = 0; i < cells.size(); ++i)
+        if ((int64_t)i != drop) kept += cells[i] + ",";
+      out.push_back(kept);
+    }
+    return out;
+  };
+  EXPECT_EQ(rows(d + "/full/metrics.csv"), rows(c.out + "/metrics.csv"));
+  // Another training file: refused, naming it.
+  {
+    std::ofstream f(d + "/other.csv");
+    f << "text,label\nxyz,A\nzzy,B\nabc,A\nqq,B\n";
+  }
+  r.data = d + "/other.csv";
+  try {
+    train_classifier(r, json::object(), nullptr, true);
+    ADD_FAILURE() << "resume on other data was accepted";
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("other.csv: not the data"), std::string::npos) << e.what();
+  }
+  ClassifyTrainConfig none;
+  none.out = d + "/nothing";
+  EXPECT_THROW(train_classifier(none, json::object(), nullptr, true), IoError);
   fs::remove_all(d);
 }
 
