@@ -57,17 +57,23 @@ int run_classify_train(const CLI::App& s, const ClassifyTrainFlags& f, const Tra
   c.data = t.data;
   c.val = f.val;
   c.out = t.out;
+  c.stop_at = t.stop_at;
   nlohmann::json bb;
   if (resume) {
-    // Every setting comes from the checkpoint; flags that would change the run are refused
-    // rather than silently ignored (--data / --val may name the same files moved).
+    // Every setting comes from the checkpoint, as for the language-model task (so that the
+    // same command line plus --resume continues a run, as `xlstm tune` does); flags that would
+    // have changed the run are named in a note. --data / --val may name the same files moved.
+    std::string ignored;
     for (const char* flag :
          {"--vocab", "--pool", "--class-weights", "--val-fraction", "--batch-size", "--max-len",
           "--min-count", "--steps", "--minutes", "--epochs", "--lr", "--seed", "--model",
-          "--config", "--bidirectional"})
-      XLSTM_CHECK(!given(flag), ValueError, flag,
-                  " cannot change a resumed run (--resume continues it with the settings in its "
-                  "checkpoint)");
+          "--config", "--bidirectional", "--context", "--width", "--blocks", "--heads", "--dropout", "--slstm-at", "--optimizer", "--schedule",
+          "--min-lr", "--weight-decay", "--warmup", "--clip", "--eval-every", "--log-every",
+          "--patience"})
+      if (given(flag)) ignored += std::string(ignored.empty() ? "" : ", ") + flag;
+    if (!ignored.empty() && !quiet)
+      std::fprintf(stderr, "note: --resume continues the run with the settings in %s/checkpoint; "
+                   "ignored: %s\n", c.out.c_str(), ignored.c_str());
   } else {
     c.vocab = t.vocab;
     c.pool = parse_pool(f.pool);

@@ -63,11 +63,12 @@ int run_forecast_train(const CLI::App& s, const ForecastTrainFlags& f, const Tra
                        const std::string& model, const ModelOverrides& ov,
                        const std::string& config_file, bool resume, bool quiet) {
   auto given = [&](const char* flag) { return s.count(flag) > 0; };
-  for (const char* flag : {"--accum", "--vocab", "--stop-at", "--eval-batches"})
+  for (const char* flag : {"--accum", "--vocab", "--eval-batches"})
     XLSTM_CHECK(!given(flag), ValueError, flag, " does not apply to --task forecast");
   ForecastTrainConfig c;
   c.data = t.data;
   c.out = t.out;
+  c.stop_at = t.stop_at;
   nlohmann::json bb;
   if (!resume) {
     c.model_name = config_file.empty() ? model : config_file;
@@ -112,15 +113,21 @@ int run_forecast_train(const CLI::App& s, const ForecastTrainFlags& f, const Tra
     bb = backbone_preset(model, ov);
   }
   } else {
-    // Every setting comes from the checkpoint; flags that would change the run are refused
-    // rather than silently ignored (--data may name the same series moved).
+    // Every setting comes from the checkpoint, as for the language-model task (so that the
+    // same command line plus --resume continues a run, as `xlstm tune` does); flags that would
+    // have changed the run are named in a note. --data / --val may name the same files moved.
+    std::string ignored;
     for (const char* flag :
          {"--target", "--features", "--time-col", "--horizon", "--season", "--quantiles",
           "--loss", "--window-norm", "--test-fraction", "--val-fraction", "--epochs", "--steps",
-          "--context", "--model", "--config", "--batch-size", "--lr", "--seed"})
-      XLSTM_CHECK(!given(flag), ValueError, flag,
-                  " cannot change a resumed run (--resume continues it with the settings in its "
-                  "checkpoint)");
+          "--context", "--model", "--config", "--batch-size", "--lr", "--seed", "--minutes",
+          "--width", "--blocks", "--heads", "--dropout", "--slstm-at", "--optimizer", "--schedule",
+          "--min-lr", "--weight-decay", "--warmup", "--clip", "--eval-every", "--log-every",
+          "--patience"})
+      if (given(flag)) ignored += std::string(ignored.empty() ? "" : ", ") + flag;
+    if (!ignored.empty() && !quiet)
+      std::fprintf(stderr, "note: --resume continues the run with the settings in %s/checkpoint; "
+                   "ignored: %s\n", c.out.c_str(), ignored.c_str());
   }
   const bool tty = ::isatty(2);
   auto progress = [&](const ForecastProgress& p) {

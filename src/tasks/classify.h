@@ -179,6 +179,8 @@ struct ClassifyTrainConfig {
   double lr = 2e-3, min_lr = -1, weight_decay = 0.1, clip = 1.0;
   int64_t warmup = 50, eval_every = 100, log_every = 10, patience = 0;
   uint64_t seed = 1337;
+  int64_t stop_at = 0;            // stop after this step as if interrupted, with a validation
+                                  // and a checkpoint there (0 = off; not part of the settings)
   nlohmann::json to_json() const;
   // The fields of to_json(); ValueError naming `where` and the field.
   static ClassifyTrainConfig from_json(const nlohmann::json& j, const std::string& where);

@@ -200,6 +200,7 @@ ClassifyTrainResult train_classifier(const ClassifyTrainConfig& cfg_in, const js
     cfg = ClassifyTrainConfig::from_json(ck.config["train"], cw + " (train)");
     saved_total = json_cfg::get_int(ck.config["train"], "total_steps", cw + " (train)");
     cfg.out = out;
+    cfg.stop_at = cfg_in.stop_at;
     if (!cfg_in.data.empty()) cfg.data = cfg_in.data;
     if (!cfg_in.val.empty()) cfg.val = cfg_in.val;
     backbone = saved.backbone;
@@ -436,7 +437,8 @@ ClassifyTrainResult train_classifier(const ClassifyTrainConfig& cfg_in, const js
     res.final_loss = loss;
     const double run_s = seconds_since(t0), el = elapsed_before + run_s;
     const bool last = step == total, out_of_time = run_s >= deadline;
-    const bool do_eval = step % cfg.eval_every == 0 || last || out_of_time;
+    const bool stop_now = cfg.stop_at > 0 && step >= cfg.stop_at;
+    const bool do_eval = step % cfg.eval_every == 0 || last || out_of_time || stop_now;
     if (step % cfg.log_every != 0 && !do_eval) continue;
     ClassifyProgress pr;
     pr.step = step;
@@ -482,6 +484,7 @@ ClassifyTrainResult train_classifier(const ClassifyTrainConfig& cfg_in, const js
                      "weighted cross-entropy (nats/row)");
     }
     if (has_val && cfg.patience > 0 && bad_evals >= cfg.patience) { res.stop_reason = "early stopping"; break; }
+    if (stop_now && !last) { res.stop_reason = "stop_at"; break; }
     if (out_of_time && !last) { res.stop_reason = "time"; break; }
   }
   res.steps = step;

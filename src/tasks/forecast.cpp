@@ -241,6 +241,7 @@ ForecastTrainResult train_forecaster(const ForecastTrainConfig& cfg_in,
                 "' checkpoint, not a forecaster's (field 'task'); hint: resume it with its own --task");
     cfg = ForecastTrainConfig::from_json(json_cfg::get_object(c, "train", cw), cw + ": train");
     cfg.out = out;
+    cfg.stop_at = cfg_in.stop_at;
     if (!cfg_in.data.empty()) cfg.data = cfg_in.data;
     cfg.spec = ForecastSpec::from_json(json_cfg::get_object(c, "forecast", cw), cw + ": forecast");
     saved_scaler = cfg.spec.scaler;
@@ -459,7 +460,8 @@ ForecastTrainResult train_forecaster(const ForecastTrainConfig& cfg_in,
     ++loss_n;
     const double run_s = seconds_since(t0), el = elapsed_before + run_s;
     const bool last = step == total_steps, out_of_time = run_s >= deadline;
-    const bool do_eval = step % eval_every == 0 || last || out_of_time;
+    const bool stop_now = cfg.stop_at > 0 && step >= cfg.stop_at;
+    const bool do_eval = step % eval_every == 0 || last || out_of_time || stop_now;
     ForecastProgress pr;
     pr.step = step;
     pr.total_steps = total_steps;
@@ -506,6 +508,10 @@ ForecastTrainResult train_forecaster(const ForecastTrainConfig& cfg_in,
     }
     if (!val_origins.empty() && cfg.patience > 0 && bad_evals >= cfg.patience) {
       reason = "early stopping";
+      break;
+    }
+    if (stop_now && !last) {
+      reason = "stop_at";
       break;
     }
     if (out_of_time && !last) {

@@ -267,6 +267,8 @@ struct ForecastTrainConfig {
                                  // improvement (0 = off)
   int64_t log_every = 10;        // metrics row every N steps (and after each validation)
   uint64_t seed = 1337;
+  int64_t stop_at = 0;           // stop after this step as if interrupted, with a validation and
+                                 // a checkpoint there (0 = off; not part of the run's settings)
   nlohmann::json to_json() const;
   // The fields of to_json() (spec excluded: a checkpoint keeps it under "forecast");
   // ValueError naming `where` and the field.

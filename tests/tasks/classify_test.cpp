@@ -329,6 +329,21 @@ TEST(ClassifyTrain, InterruptedAndResumedEqualsUninterrupted) {
     return out;
   };
   EXPECT_EQ(rows(d + "/full/metrics.csv"), rows(c.out + "/metrics.csv"));
+  // --stop-at (how `xlstm tune` pauses a trial): a checkpoint at that step; resumed, the same
+  // last weights and optimizer state as the uninterrupted run (validation draws no randoms).
+  c.out = d + "/stopped";
+  c.stop_at = 23;
+  const ClassifyTrainResult part = train_classifier(c, bb, nullptr);
+  EXPECT_EQ(part.steps, 23);
+  EXPECT_EQ(part.stop_reason, "stop_at");
+  ClassifyTrainConfig again;
+  again.out = c.out;
+  EXPECT_EQ(train_classifier(again, json::object(), nullptr, true).steps, 40);
+  for (const char* f : {"/checkpoint/model.safetensors", "/checkpoint/optimizer.safetensors"}) {
+    SafeTensorsFile a(d + "/full" + f), b(c.out + f);
+    for (auto& n : a.names())
+      EXPECT_EQ(std::memcmp(a.get(n).raw(), b.get(n).raw(), a.get(n).nbytes()), 0) << f << " " << n;
+  }
   // Another training file: refused, naming it.
   {
     std::ofstream f(d + "/other.csv");

@@ -475,6 +475,24 @@ TEST(ForecastTrain, InterruptedAndResumedEqualsUninterrupted) {
   EXPECT_EQ(metrics_rows_without_time(dir + "/full/metrics.csv"),
             metrics_rows_without_time(c.out + "/metrics.csv"));
 
+  // --stop-at (how `xlstm tune` pauses a trial): stops with a checkpoint at that step; resumed,
+  // the training trajectory is the uninterrupted one (the extra validation draws no random
+  // numbers), so the last weights and optimizer state are identical.
+  c.out = dir + "/stopped";
+  c.stop_at = 17;
+  const ForecastTrainResult part = train_forecaster(c, bb, nullptr);
+  EXPECT_EQ(part.steps, 17);
+  EXPECT_EQ(part.stop_reason, "stop_at");
+  ForecastTrainConfig again;
+  again.out = c.out;
+  EXPECT_EQ(train_forecaster(again, json::object(), nullptr, true).steps, 48);
+  for (const char* f : {"/checkpoint/model.safetensors", "/checkpoint/optimizer.safetensors"}) {
+    SafeTensorsFile a(dir + "/full" + f), b(c.out + f);
+    for (auto& n : a.names())
+      EXPECT_EQ(std::memcmp(a.get(n).raw(), b.get(n).raw(), a.get(n).nbytes()), 0) << f << " " << n;
+  }
+  c.stop_at = 0;
+
   // Bad resumes: nothing to resume, another series.
   ForecastTrainConfig none;
   none.out = dir + "/nothing";
