@@ -60,20 +60,10 @@ int run_classify_train(const CLI::App& s, const ClassifyTrainFlags& f, const Tra
   c.stop_at = t.stop_at;
   nlohmann::json bb;
   if (resume) {
-    // Every setting comes from the checkpoint, as for the language-model task (so that the
-    // same command line plus --resume continues a run, as `xlstm tune` does); flags that would
-    // have changed the run are named in a note. --data / --val may name the same files moved.
-    std::string ignored;
-    for (const char* flag :
-         {"--vocab", "--pool", "--class-weights", "--val-fraction", "--batch-size", "--max-len",
-          "--min-count", "--steps", "--minutes", "--epochs", "--lr", "--seed", "--model",
-          "--config", "--bidirectional", "--context", "--width", "--blocks", "--heads", "--dropout", "--slstm-at", "--optimizer", "--schedule",
-          "--min-lr", "--weight-decay", "--warmup", "--clip", "--eval-every", "--log-every",
-          "--patience"})
-      if (given(flag)) ignored += std::string(ignored.empty() ? "" : ", ") + flag;
-    if (!ignored.empty() && !quiet)
-      std::fprintf(stderr, "note: --resume continues the run with the settings in %s/checkpoint; "
-                   "ignored: %s\n", c.out.c_str(), ignored.c_str());
+    note_flags_ignored_on_resume(given,
+                                 {"--vocab", "--pool", "--class-weights", "--max-len",
+                                  "--min-count", "--epochs", "--bidirectional"},
+                                 c.out, quiet);
   } else {
     c.vocab = t.vocab;
     c.pool = parse_pool(f.pool);
@@ -82,20 +72,8 @@ int run_classify_train(const CLI::App& s, const ClassifyTrainFlags& f, const Tra
     if (given("--batch-size")) c.batch_size = t.batch_size;
     c.max_len = f.max_len;
     c.min_count = f.min_count;
-    c.steps = t.steps;
-    c.minutes = t.minutes;
     if (given("--epochs")) c.epochs = s.get_option("--epochs")->as<int64_t>();
-    c.optimizer = t.optimizer;
-    c.schedule = t.schedule;
-    if (given("--lr")) c.lr = t.lr;
-    c.min_lr = t.min_lr;
-    if (given("--weight-decay")) c.weight_decay = t.weight_decay;
-    c.clip = t.clip;
-    if (given("--warmup")) c.warmup = t.warmup;
-    if (given("--eval-every")) c.eval_every = t.eval_every;
-    if (given("--log-every")) c.log_every = t.log_every;
-    c.patience = t.patience;
-    c.seed = t.seed;
+    copy_common_train_flags(t, given, c);
     if (!config_file.empty()) {
       bb = json_cfg::read_file(config_file);
       json_cfg::check_object(bb, config_file);

@@ -93,19 +93,7 @@ int run_forecast_train(const CLI::App& s, const ForecastTrainFlags& f, const Tra
     // The common training flags; forecasting has its own defaults where the user gave none.
     if (given("--batch-size")) c.batch_size = t.batch_size;
     c.epochs = f.epochs;
-    c.steps = t.steps;
-    c.minutes = t.minutes;
-    c.optimizer = t.optimizer;
-    if (given("--lr")) c.lr = t.lr;
-    c.min_lr = t.min_lr;
-    if (given("--weight-decay")) c.weight_decay = t.weight_decay;
-    c.schedule = t.schedule;
-    if (given("--warmup")) c.warmup = t.warmup;
-    c.clip = t.clip;
-    if (given("--eval-every")) c.eval_every = t.eval_every;
-    if (given("--patience")) c.patience = t.patience;
-    if (given("--log-every")) c.log_every = t.log_every;
-    c.seed = t.seed;
+    copy_common_train_flags(t, given, c);
     if (!config_file.empty()) {
       bb = json_cfg::read_file(config_file);
       json_cfg::check_object(bb, config_file);
@@ -113,21 +101,11 @@ int run_forecast_train(const CLI::App& s, const ForecastTrainFlags& f, const Tra
     bb = backbone_preset(model, ov);
   }
   } else {
-    // Every setting comes from the checkpoint, as for the language-model task (so that the
-    // same command line plus --resume continues a run, as `xlstm tune` does); flags that would
-    // have changed the run are named in a note. --data / --val may name the same files moved.
-    std::string ignored;
-    for (const char* flag :
-         {"--target", "--features", "--time-col", "--horizon", "--season", "--quantiles",
-          "--loss", "--window-norm", "--test-fraction", "--val-fraction", "--epochs", "--steps",
-          "--context", "--model", "--config", "--batch-size", "--lr", "--seed", "--minutes",
-          "--width", "--blocks", "--heads", "--dropout", "--slstm-at", "--optimizer", "--schedule",
-          "--min-lr", "--weight-decay", "--warmup", "--clip", "--eval-every", "--log-every",
-          "--patience"})
-      if (given(flag)) ignored += std::string(ignored.empty() ? "" : ", ") + flag;
-    if (!ignored.empty() && !quiet)
-      std::fprintf(stderr, "note: --resume continues the run with the settings in %s/checkpoint; "
-                   "ignored: %s\n", c.out.c_str(), ignored.c_str());
+    note_flags_ignored_on_resume(given,
+                                 {"--target", "--features", "--time-col", "--horizon", "--season",
+                                  "--quantiles", "--loss", "--window-norm", "--test-fraction",
+                                  "--epochs"},
+                                 c.out, quiet);
   }
   const bool tty = ::isatty(2);
   auto progress = [&](const ForecastProgress& p) {

@@ -47,21 +47,9 @@ ForecastTrainConfig ForecastTrainConfig::from_json(const json& j, const std::str
   c.model_name = get_string(j, "model_name", w, c.model_name);
   c.batch_size = get_int(j, "batch_size", w, c.batch_size);
   c.epochs = get_int(j, "epochs", w, c.epochs);
-  c.steps = get_int(j, "steps", w, c.steps);
-  c.minutes = get_number(j, "minutes", w, c.minutes);
-  c.optimizer = get_string(j, "optimizer", w, c.optimizer);
-  c.lr = get_number(j, "lr", w, c.lr);
-  c.min_lr = get_number(j, "min_lr", w, c.min_lr);
-  c.weight_decay = get_number(j, "weight_decay", w, c.weight_decay);
   c.beta1 = get_number(j, "beta1", w, c.beta1);
   c.beta2 = get_number(j, "beta2", w, c.beta2);
-  c.schedule = get_string(j, "schedule", w, c.schedule);
-  c.warmup = get_int(j, "warmup", w, c.warmup);
-  c.clip = get_number(j, "clip", w, c.clip);
-  c.eval_every = get_int(j, "eval_every", w, c.eval_every);
-  c.patience = get_int(j, "patience", w, c.patience);
-  c.log_every = get_int(j, "log_every", w, c.log_every);
-  c.seed = (uint64_t)get_int(j, "seed", w, (int64_t)c.seed);
+  read_common_train_fields(j, w, c);
   return c;
 }
 

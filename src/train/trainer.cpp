@@ -48,26 +48,14 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& w) {
   c.val_fraction = get_number(j, "val_fraction", w, c.val_fraction);
   c.batch_size = get_int(j, "batch_size", w, c.batch_size);
   c.context = get_int(j, "context", w, c.context);
-  c.steps = get_int(j, "steps", w, c.steps);
-  c.minutes = get_number(j, "minutes", w, c.minutes);
   c.accum = get_int(j, "accum", w, c.accum);
-  c.optimizer = get_string(j, "optimizer", w, c.optimizer);
-  c.lr = get_number(j, "lr", w, c.lr);
-  c.min_lr = get_number(j, "min_lr", w, c.min_lr);
-  c.weight_decay = get_number(j, "weight_decay", w, c.weight_decay);
   c.beta1 = get_number(j, "beta1", w, c.beta1);
   c.beta2 = get_number(j, "beta2", w, c.beta2);
   c.momentum = get_number(j, "momentum", w, c.momentum);
-  c.schedule = get_string(j, "schedule", w, c.schedule);
-  c.warmup = get_int(j, "warmup", w, c.warmup);
-  c.clip = get_number(j, "clip", w, c.clip);
-  c.eval_every = get_int(j, "eval_every", w, c.eval_every);
   c.eval_batches = get_int(j, "eval_batches", w, c.eval_batches);
-  c.log_every = get_int(j, "log_every", w, c.log_every);
-  c.patience = get_int(j, "patience", w, c.patience);
-  c.seed = (uint64_t)get_int(j, "seed", w, (int64_t)c.seed);
   c.tbptt = get_int(j, "tbptt", w, c.tbptt);
   c.doc_sep = get_string(j, "doc_sep", w, c.doc_sep);
+  read_common_train_fields(j, w, c);
   return c;
 }
 

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "data/text.h"
+#include "io/json_config.h"
 #include "train/optim.h"
 #include "train/schedule.h"
 
@@ -57,6 +58,28 @@ struct TrainConfig {
   nlohmann::json to_json() const;
   static TrainConfig from_json(const nlohmann::json& j, const std::string& where);
 };
+
+// The settings every task's training config has under the same JSON names (TrainConfig,
+// ForecastTrainConfig, ClassifyTrainConfig): steps, minutes, optimizer, schedule, lr, min_lr,
+// weight_decay, warmup, clip, eval_every, log_every, patience, seed. Each keeps c's value when
+// its field is absent; ValueError naming `where` and the field for a wrong type.
+template <class Cfg>
+void read_common_train_fields(const nlohmann::json& j, const std::string& w, Cfg& c) {
+  using namespace json_cfg;
+  c.steps = get_int(j, "steps", w, c.steps);
+  c.minutes = get_number(j, "minutes", w, c.minutes);
+  c.optimizer = get_string(j, "optimizer", w, c.optimizer);
+  c.schedule = get_string(j, "schedule", w, c.schedule);
+  c.lr = get_number(j, "lr", w, c.lr);
+  c.min_lr = get_number(j, "min_lr", w, c.min_lr);
+  c.weight_decay = get_number(j, "weight_decay", w, c.weight_decay);
+  c.warmup = get_int(j, "warmup", w, c.warmup);
+  c.clip = get_number(j, "clip", w, c.clip);
+  c.eval_every = get_int(j, "eval_every", w, c.eval_every);
+  c.log_every = get_int(j, "log_every", w, c.log_every);
+  c.patience = get_int(j, "patience", w, c.patience);
+  c.seed = (uint64_t)get_int(j, "seed", w, (int64_t)c.seed);
+}
 
 struct TrainProgress {
   int64_t step = 0, total_steps = 0;

@@ -4,16 +4,13 @@
 // inference == one pass, and length generalisation (trained on short, right on long).
 #include <gtest/gtest.h>
 
-#include <sstream>
-#include <algorithm>
-#include <cstring>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 
 #include "harness/compare.h"
-#include "io/safetensors.h"
+#include "harness/run_dir.h"
 #include "tasks/classify.h"
 
 using namespace xlstm;
@@ -301,34 +298,10 @@ TEST(ClassifyTrain, InterruptedAndResumedEqualsUninterrupted) {
   EXPECT_EQ(res.best_val_f1, full.best_val_f1);
   EXPECT_EQ(res.val.accuracy, full.val.accuracy);
   for (const char* f : {"/best/model.safetensors", "/checkpoint/model.safetensors",
-                        "/checkpoint/optimizer.safetensors"}) {
-    SafeTensorsFile a(d + "/full" + f), b(c.out + f);
-    ASSERT_EQ(a.names(), b.names()) << f;
-    for (auto& n : a.names()) {
-      const Tensor ta = a.get(n), tb = b.get(n);
-      ASSERT_EQ(ta.nbytes(), tb.nbytes()) << f << " " << n;
-      EXPECT_EQ(std::memcmp(ta.raw(), tb.raw(), ta.nbytes()), 0) << f << " " << n;
-    }
-  }
-  auto rows = [](const std::string& csv) {  // without the elapsed_s column
-    std::ifstream in(csv);
-    std::vector<std::string> out;
-    std::string line;
-    int64_t drop = -1;
-    while (std::getline(in, line)) {
-      std::vector<std::string> cells;
-      std::stringstream ss(line);
-      std::string cell;
-      while (std::getline(ss, cell, ',')) cells.push_back(cell);
-      if (drop < 0) drop = std::find(cells.begin(), cells.end(), "elapsed_s") - cells.begin();
-      std::string kept;
-      for (size_t i = 0; i < cells.size(); ++i)
-        if ((int64_t)i != drop) kept += cells[i] + ",";
-      out.push_back(kept);
-    }
-    return out;
-  };
-  EXPECT_EQ(rows(d + "/full/metrics.csv"), rows(c.out + "/metrics.csv"));
+                        "/checkpoint/optimizer.safetensors"})
+    test::expect_same_safetensors(d + "/full" + f, c.out + f);
+  EXPECT_EQ(test::csv_rows_without(d + "/full/metrics.csv", "elapsed_s"),
+            test::csv_rows_without(c.out + "/metrics.csv", "elapsed_s"));
   // --stop-at (how `xlstm tune` pauses a trial): a checkpoint at that step; resumed, the same
   // last weights and optimizer state as the uninterrupted run (validation draws no randoms).
   c.out = d + "/stopped";
@@ -339,11 +312,8 @@ TEST(ClassifyTrain, InterruptedAndResumedEqualsUninterrupted) {
   ClassifyTrainConfig again;
   again.out = c.out;
   EXPECT_EQ(train_classifier(again, json::object(), nullptr, true).steps, 40);
-  for (const char* f : {"/checkpoint/model.safetensors", "/checkpoint/optimizer.safetensors"}) {
-    SafeTensorsFile a(d + "/full" + f), b(c.out + f);
-    for (auto& n : a.names())
-      EXPECT_EQ(std::memcmp(a.get(n).raw(), b.get(n).raw(), a.get(n).nbytes()), 0) << f << " " << n;
-  }
+  for (const char* f : {"/checkpoint/model.safetensors", "/checkpoint/optimizer.safetensors"})
+    test::expect_same_safetensors(d + "/full" + f, c.out + f);
   // Another training file: refused, naming it.
   {
     std::ofstream f(d + "/other.csv");

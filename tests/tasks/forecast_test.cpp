@@ -4,17 +4,14 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
-#include <sstream>
-#include <algorithm>
-#include <cstring>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 
 #include "harness/compare.h"
 #include "harness/gradcheck.h"
+#include "harness/run_dir.h"
 #include "io/json_config.h"
-#include "io/safetensors.h"
 #include "models/backbone.h"
 #include "tasks/forecast.h"
 #include "viz/plot.h"
@@ -404,27 +401,6 @@ TEST(ForecastTrain, TinyModelLearnsSineAndCheckpointRoundTrips) {
   EXPECT_THROW(train_forecaster(c, {{"arch", "lstm"}, {"hidden_size", 16}}, nullptr), IoError);
 }
 
-// metrics.csv without its elapsed_s column (wall-clock time differs between runs).
-std::vector<std::string> metrics_rows_without_time(const std::string& csv) {
-  std::ifstream in(csv);
-  std::vector<std::string> rows;
-  std::string line;
-  int64_t drop = -1;
-  while (std::getline(in, line)) {
-    std::vector<std::string> cells;
-    std::stringstream ss(line);
-    std::string cell;
-    while (std::getline(ss, cell, ',')) cells.push_back(cell);
-    if (drop < 0)
-      drop = std::find(cells.begin(), cells.end(), "elapsed_s") - cells.begin();
-    std::string kept;
-    for (size_t i = 0; i < cells.size(); ++i)
-      if ((int64_t)i != drop) kept += cells[i] + ",";
-    rows.push_back(kept);
-  }
-  return rows;
-}
-
 struct Interrupt {};
 
 // A run stopped right after a checkpoint (mid-epoch, dropout on, the best model and the
@@ -463,17 +439,10 @@ TEST(ForecastTrain, InterruptedAndResumedEqualsUninterrupted) {
   EXPECT_EQ(res.model_name, full.model_name);
   EXPECT_EQ(res.data, c.data);
   for (const char* f : {"/best/model.safetensors", "/checkpoint/model.safetensors",
-                        "/checkpoint/optimizer.safetensors"}) {
-    SafeTensorsFile a(dir + "/full" + f), b(c.out + f);
-    ASSERT_EQ(a.names(), b.names()) << f;
-    for (auto& n : a.names()) {
-      const Tensor ta = a.get(n), tb = b.get(n);
-      ASSERT_EQ(ta.nbytes(), tb.nbytes()) << f << " " << n;
-      EXPECT_EQ(std::memcmp(ta.raw(), tb.raw(), ta.nbytes()), 0) << f << " " << n;
-    }
-  }
-  EXPECT_EQ(metrics_rows_without_time(dir + "/full/metrics.csv"),
-            metrics_rows_without_time(c.out + "/metrics.csv"));
+                        "/checkpoint/optimizer.safetensors"})
+    test::expect_same_safetensors(dir + "/full" + f, c.out + f);
+  EXPECT_EQ(test::csv_rows_without(dir + "/full/metrics.csv", "elapsed_s"),
+            test::csv_rows_without(c.out + "/metrics.csv", "elapsed_s"));
 
   // --stop-at (how `xlstm tune` pauses a trial): stops with a checkpoint at that step; resumed,
   // the training trajectory is the uninterrupted one (the extra validation draws no random
@@ -486,11 +455,8 @@ TEST(ForecastTrain, InterruptedAndResumedEqualsUninterrupted) {
   ForecastTrainConfig again;
   again.out = c.out;
   EXPECT_EQ(train_forecaster(again, json::object(), nullptr, true).steps, 48);
-  for (const char* f : {"/checkpoint/model.safetensors", "/checkpoint/optimizer.safetensors"}) {
-    SafeTensorsFile a(dir + "/full" + f), b(c.out + f);
-    for (auto& n : a.names())
-      EXPECT_EQ(std::memcmp(a.get(n).raw(), b.get(n).raw(), a.get(n).nbytes()), 0) << f << " " << n;
-  }
+  for (const char* f : {"/checkpoint/model.safetensors", "/checkpoint/optimizer.safetensors"})
+    test::expect_same_safetensors(dir + "/full" + f, c.out + f);
   c.stop_at = 0;
 
   // Bad resumes: nothing to resume, another series.
