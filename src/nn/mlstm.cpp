@@ -144,10 +144,11 @@ Tensor MLSTMLayer<T>::forward(const Tensor& x, Mode mode, Rng* rng,
   linear_forward<T>(N, D_, 2 * I, x_.data(), w_up_.data<T>(), ptr_or_null<T>(b_up_), up.data());
   xm_.resize((size_t)(N * I));
   z_.resize((size_t)(N * I));
-  for (int64_t r = 0; r < N; ++r) {
+  const bool big = N * I > 32768;  // elementwise passes: threads from this size on
+  parallel_for(N, big, [&](int64_t r) {
     std::memcpy(&xm_[r * I], &up[r * 2 * I], sizeof(T) * I);
     std::memcpy(&z_[r * I], &up[r * 2 * I + I], sizeof(T) * I);
-  }
+  });
   // causal conv with optional carried state
   const T* cs_in = nullptr;
   has_conv_state_ = state_in && state_in->conv.defined();
@@ -177,11 +178,11 @@ Tensor MLSTMLayer<T>::forward(const Tensor& x, Mode mode, Rng* rng,
   headwise_forward<T>(N, NP_, BS_, BS_, xc_.data(), w_k_.data<T>(), ptr_or_null<T>(b_k_), k.data());
   headwise_forward<T>(N, NP_, BS_, BS_, xm_.data(), w_v_.data<T>(), ptr_or_null<T>(b_v_), v.data());
   qkv_.resize((size_t)(N * 3 * I));
-  for (int64_t r = 0; r < N; ++r) {
+  parallel_for(N, big, [&](int64_t r) {
     std::memcpy(&qkv_[r * 3 * I], &q[r * I], sizeof(T) * I);
     std::memcpy(&qkv_[r * 3 * I + I], &k[r * I], sizeof(T) * I);
     std::memcpy(&qkv_[r * 3 * I + 2 * I], &v[r * I], sizeof(T) * I);
-  }
+  });
   auto& ig = sc.ig;
   ig.resize((size_t)(N * NH_));
   auto& fg = sc.fg;
@@ -223,7 +224,7 @@ Tensor MLSTMLayer<T>::forward(const Tensor& x, Mode mode, Rng* rng,
   {
     const T *hn = hn_.data(), *xc = xc_.data(), *z = z_.data();
     T* pre = pre_.data();
-    parallel_for(N, N * I > 32768, [&](int64_t r) {
+    parallel_for(N, big, [&](int64_t r) {
 #pragma omp simd
       for (int64_t j = 0; j < I; ++j) {
         const int64_t e = r * I + j;
@@ -276,19 +277,25 @@ Tensor MLSTMLayer<T>::backward(const Tensor& dy_in) {
     const T *hn = hn_.data(), *xcp = xc_.data(), *z = z_.data(), *dp = dpre.data();
     T *dhnp = dhn.data(), *dxcp = dxc.data(), *dupp = dup.data();
     double* acc = dsk_acc.data();
-    for (int64_t r = 0; r < N; ++r) {
+    // Threads take blocks of 16 columns over all rows, so each column's skip gradient is summed
+    // over the rows in order whatever the thread count.
+    constexpr int64_t kCols = 16;
+    parallel_for((I + kCols - 1) / kCols, N * I > 32768, [&](int64_t jb) {
+      const int64_t j0 = jb * kCols, j1 = std::min(I, j0 + kCols);
+      for (int64_t r = 0; r < N; ++r) {
 #pragma omp simd
-      for (int64_t j = 0; j < I; ++j) {
-        const int64_t e = r * I + j;
-        const T zz = z[e], sg = PwMath<T>::sigmoid(zz), si = zz * sg;
-        const T s = hn[e] + sk[j] * xcp[e];
-        const T ds = dp[e] * si;
-        dhnp[e] = ds;
-        dxcp[e] = ds * sk[j];
-        acc[j] += (double)ds * (double)xcp[e];
-        dupp[r * 2 * I + I + j] = dp[e] * s * (sg * (T(1) + zz * (T(1) - sg)));  // dz
+        for (int64_t j = j0; j < j1; ++j) {
+          const int64_t e = r * I + j;
+          const T zz = z[e], sg = PwMath<T>::sigmoid(zz), si = zz * sg;
+          const T s = hn[e] + sk[j] * xcp[e];
+          const T ds = dp[e] * si;
+          dhnp[e] = ds;
+          dxcp[e] = ds * sk[j];
+          acc[j] += (double)ds * (double)xcp[e];
+          dupp[r * 2 * I + I + j] = dp[e] * s * (sg * (T(1) + zz * (T(1) - sg)));  // dz
+        }
       }
-    }
+    });
   }
   for (int64_t j = 0; j < I; ++j) dsk[j] += (T)dsk_acc[j];
   auto& dhs = sc.dhs;
@@ -314,22 +321,35 @@ Tensor MLSTMLayer<T>::backward(const Tensor& dy_in) {
                      dw_ig_.data<T>(), db_ig_.data<T>());
   linear_backward<T>(N, 3 * I, NH_, qkv_.data(), w_fg_.data<T>(), df.data(), tmp.data(),
                      dw_fg_.data<T>(), db_fg_.data<T>());
-  for (size_t e = 0; e < dqkv.size(); ++e) dqkv[e] += tmp[e];
+  const bool big = N * I > 32768;
+  parallel_for(N, big, [&](int64_t r) {
+    T* a = dqkv.data() + r * 3 * I;
+    const T* b = tmp.data() + r * 3 * I;
+#pragma omp simd
+    for (int64_t e = 0; e < 3 * I; ++e) a[e] += b[e];
+  });
   auto& dq = sc.dq;
   dq.resize((size_t)(N * I));
   auto& dk = sc.dk;
   dk.resize((size_t)(N * I));
   auto& dv = sc.dv;
   dv.resize((size_t)(N * I));
-  bnsd_to_bsnd<T>(B, S, NH_, DH_, g.dq.data<T>(), dq.data());
-  bnsd_to_bsnd<T>(B, S, NH_, DH_, g.dk.data<T>(), dk.data());
-  bnsd_to_bsnd<T>(B, S, NH_, DH_, g.dv.data<T>(), dv.data());
-  for (int64_t r = 0; r < N; ++r)
-    for (int64_t j = 0; j < I; ++j) {
-      dq[r * I + j] += dqkv[r * 3 * I + j];
-      dk[r * I + j] += dqkv[r * 3 * I + I + j];
-      dv[r * I + j] += dqkv[r * 3 * I + 2 * I + j];
+  // dq, dk, dv (token-major) = the kernel's gradients (head-major) + the gates' part, one pass
+  const T *gq = g.dq.data<T>(), *gk = g.dk.data<T>(), *gv = g.dv.data<T>();
+  T *dqp = dq.data(), *dkp = dk.data(), *dvp = dv.data();
+  parallel_for(N, big, [&](int64_t r) {
+    const int64_t b = r / S, t = r % S;
+    const T* part = dqkv.data() + r * 3 * I;
+    for (int64_t h = 0; h < NH_; ++h) {
+      const int64_t src = ((b * NH_ + h) * S + t) * DH_, dst = r * I + h * DH_;
+#pragma omp simd
+      for (int64_t d = 0; d < DH_; ++d) {
+        dqp[dst + d] = gq[src + d] + part[h * DH_ + d];
+        dkp[dst + d] = gk[src + d] + part[I + h * DH_ + d];
+        dvp[dst + d] = gv[src + d] + part[2 * I + h * DH_ + d];
+      }
     }
+  });
   // headwise projections
   auto& dpart = sc.dpart;
   dpart.resize((size_t)(N * I));
@@ -346,8 +366,14 @@ Tensor MLSTMLayer<T>::backward(const Tensor& dy_in) {
   conv1d_backward<T>(B, S, I, K_, xm_.data(), w_conv_.data<T>(),
                      has_conv_state_ ? conv_state_in_.data() : nullptr, dxc.data(), nullptr,
                      dpart.data(), dw_conv_.data<T>(), db_conv_.data<T>(), nullptr);
-  for (int64_t r = 0; r < N; ++r)
-    for (int64_t j = 0; j < I; ++j) dup[r * 2 * I + j] = dxm[r * I + j] + dpart[r * I + j];
+  {
+    T* du = dup.data();
+    const T *a = dxm.data(), *b = dpart.data();
+    parallel_for(N, big, [&](int64_t r) {
+#pragma omp simd
+      for (int64_t j = 0; j < I; ++j) du[r * 2 * I + j] = a[r * I + j] + b[r * I + j];
+    });
+  }
   Tensor dx = Tensor::empty({B, S, D_}, dt);
   linear_backward<T>(N, D_, 2 * I, x_.data(), w_up_.data<T>(), dup.data(), dx.data<T>(),
                      dw_up_.data<T>(), mptr_or_null<T>(db_up_));
