@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <memory>
 
@@ -68,7 +69,8 @@ void add_train(CLI::App& app, std::function<int()>& run) {
   s->add_option("--seed", o->t.seed, "random seed (init, batches, dropout)")->capture_default_str();
   s->add_option("--threads", o->threads, "CPU threads (default: OMP_NUM_THREADS or all cores)");
   s->add_flag("--resume", o->resume,
-              "continue the run in --out from its checkpoint (any --task)");
+              "continue the run in --out from its checkpoint (any task; --task defaults to the "
+              "checkpoint's)");
   s->add_option("--init-from", o->t.init_from,
                 "fine-tune a Hugging Face xlstm model directory (its tokenizer encodes --data; "
                 "--model is ignored); the best model is also written to OUT/hf in that format");
@@ -90,6 +92,20 @@ void add_train(CLI::App& app, std::function<int()>& run) {
   s->callback([o, s, forecast_flags, classify_flags, &run] {
     run = [o, s, forecast_flags, classify_flags]() -> int {
       set_threads(o->threads);
+      if (o->resume && s->count("--task") == 0 && !o->t.out.empty()) {
+        // --resume without --task: the task the checkpoint was written by
+        for (const std::string& dir : {o->t.out + "/checkpoint", o->t.out + "/checkpoint.old"}) {
+          const std::string cw = dir + "/config.json";
+          if (!std::ifstream(cw)) continue;
+          const nlohmann::json c = json_cfg::read_file(cw);
+          json_cfg::check_object(c, cw);
+          o->task = json_cfg::get_string(c, "task", cw, "lm");
+          if (c.contains("model") && c["model"].is_object() &&
+              c["model"].value("task", "") == "classify")
+            o->task = "classify";
+          break;
+        }
+      }
       XLSTM_CHECK(o->task == "lm" || o->task == "forecast" || o->task == "classify", ValueError,
                   "--task must be lm, forecast or classify, got '", o->task, "'");
       if (o->task == "classify")

@@ -90,6 +90,9 @@ TEST_F(ClassifyCli, Resume) {
   const Result again = run("train --task classify --resume --max-len 9 --out " + dir_ + "/run");
   EXPECT_EQ(again.code, 0) << again.out;
   EXPECT_NE(again.out.find("ignored: --max-len"), std::string::npos) << again.out;
+  const Result plain = run("train --resume -q --out " + dir_ + "/run");  // task from the checkpoint
+  EXPECT_EQ(plain.code, 0) << plain.out;
+  EXPECT_NE(plain.out.find("classify:   build/xlstm classify"), std::string::npos) << plain.out;
   expect_fail_line(run("train --task classify --resume --out " + dir_ + "/none"),
                    dir_ + "/none/checkpoint: nothing to resume");
 }

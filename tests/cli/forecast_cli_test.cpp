@@ -171,6 +171,10 @@ TEST(ForecastCli, Resume) {
   const Result again = run(std::string(again_cmd).replace(again_cmd.find(" -q"), 3, ""));
   EXPECT_EQ(again.code, 0) << again.out;
   EXPECT_NE(again.out.find("ignored: --target, --horizon, --season"), std::string::npos) << again.out;
+  // without --task: the checkpoint's
+  const Result plain = run(str("train --resume -q --out ", d, "/run"));
+  EXPECT_EQ(plain.code, 0) << plain.out;
+  EXPECT_NE(plain.out.find("forecast:   build/xlstm forecast"), std::string::npos) << plain.out;
   expect_error(run(str("train --task forecast --resume --out ", d, "/none")),
                {d + "/none/checkpoint: nothing to resume"});
   EXPECT_FALSE(fs::exists(d + "/none"));
