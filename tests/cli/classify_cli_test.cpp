@@ -95,6 +95,11 @@ TEST_F(ClassifyCli, Resume) {
   EXPECT_NE(plain.out.find("classify:   build/xlstm classify"), std::string::npos) << plain.out;
   expect_fail_line(run("train --task classify --resume --out " + dir_ + "/none"),
                    dir_ + "/none/checkpoint: nothing to resume");
+  // A damaged checkpoint (a copy of the run): one error line naming the file.
+  fs::copy(dir_ + "/run", dir_ + "/bad", fs::copy_options::recursive);
+  std::ofstream(dir_ + "/bad/checkpoint/state.json") << "{\"step\": ";
+  expect_fail_line(run("train --resume --out " + dir_ + "/bad"),
+                   dir_ + "/bad/checkpoint/state.json");
 }
 
 TEST_F(ClassifyCli, BadInput) {

@@ -178,6 +178,15 @@ TEST(ForecastCli, Resume) {
   expect_error(run(str("train --task forecast --resume --out ", d, "/none")),
                {d + "/none/checkpoint: nothing to resume"});
   EXPECT_FALSE(fs::exists(d + "/none"));
+  // A damaged checkpoint: one error line naming the file, nothing rewritten.
+  const std::string ck = d + "/run/checkpoint";
+  fs::resize_file(ck + "/optimizer.safetensors", fs::file_size(ck + "/optimizer.safetensors") / 2);
+  const auto metrics_before = fs::last_write_time(d + "/run/metrics.csv");
+  expect_error(run(str("train --resume --out ", d, "/run")), {ck + "/optimizer.safetensors"});
+  EXPECT_EQ(fs::last_write_time(d + "/run/metrics.csv"), metrics_before);
+  write(ck, "state.json", "{\"step\": 3");
+  fs::remove(ck + "/optimizer.safetensors");
+  expect_error(run(str("train --resume --out ", d, "/run")), {ck + "/optimizer.safetensors"});
 }
 
 }  // namespace
