@@ -27,9 +27,72 @@ bool is_hf_dir(const std::string& dir) {
 
 namespace {
 
+// Where a parameter's data is: a tensor of `file`, or (rows >= 0) rows [row0, row0 + rows) of
+// the fused tensor `stored` (weight_mode "fused").
 struct Source {
   std::shared_ptr<SafeTensorsFile> file;
+  std::string stored;
+  int64_t row0 = 0, rows = -1;
 };
+
+Tensor source_tensor(const Source& s, const std::string& name) {
+  if (s.rows < 0) return s.file->get(name);
+  const Tensor f = s.file->get(s.stored);
+  // The rows are contiguous: a view, which keeps the fused tensor (and its mapping) alive.
+  Shape sh = f.shape();
+  const size_t row_bytes = f.nbytes() / (size_t)sh[0];
+  sh[0] = s.rows;
+  auto owner = std::make_shared<Tensor>(f);
+  char* base = static_cast<char*>(const_cast<void*>(f.raw()));
+  return Tensor::wrap(sh, f.dtype(), owner, base + (size_t)s.row0 * row_bytes);
+}
+
+// weight_mode "fused" (FORMAT.md §3): each block's q|k|v|o projections, i|f gate
+// pre-activations and gate|up FFN projections are one tensor each, their rows in that order.
+// Each part becomes a Source of the rows the model's own parameter of that name has, so the
+// checks and the loading below see the "single" names; the fused tensor must hold exactly the
+// parts' rows. `params`: the model's parameters (their shapes give the row counts).
+void split_fused(std::map<std::string, Source>& sources, const std::vector<ParamRef>& params,
+                 const std::string& cfg_path) {
+  std::map<std::string, int64_t> rows;
+  for (auto& p : params) rows[p.name] = p.value->dim(0);
+  static const std::vector<std::pair<std::string, std::vector<std::string>>> groups = {
+      {"mlstm_layer.qkv_opreact", {"mlstm_layer.q", "mlstm_layer.k", "mlstm_layer.v",
+                                   "mlstm_layer.ogate_preact"}},
+      {"mlstm_layer.ifgate_preact", {"mlstm_layer.igate_preact", "mlstm_layer.fgate_preact"}},
+      {"ffn.proj_up_gate_z", {"ffn.proj_up_gate", "ffn.proj_up"}}};
+  std::vector<std::pair<std::string, Source>> parts;
+  std::vector<std::string> fused_names;
+  for (auto& [name, src] : sources) {
+    for (auto& [fused, split] : groups)
+      for (const char* kind : {".weight", ".bias"}) {
+        const std::string tail = fused + kind;
+        if (name.size() <= tail.size() || name.compare(name.size() - tail.size(), tail.size(), tail))
+          continue;
+        const std::string prefix = name.substr(0, name.size() - tail.size());
+        const Shape shape = src.file->get(name).shape();
+        int64_t offset = 0;
+        for (auto& part : split) {
+          const std::string pn = prefix + part + kind;
+          auto it = rows.find(pn);
+          XLSTM_CHECK(it != rows.end(), ValueError, src.file->path(), ": fused tensor '", name,
+                      "' has no part '", pn, "' in the model ", cfg_path, " describes");
+          parts.push_back({pn, Source{src.file, name, offset, it->second}});
+          offset += it->second;
+        }
+        XLSTM_CHECK(!shape.empty() && shape[0] == offset, ValueError, src.file->path(),
+                    ": fused tensor '", name, "' has ", shape.empty() ? 0 : shape[0],
+                    " rows, its parts need ", offset);
+        fused_names.push_back(name);
+      }
+  }
+  for (auto& n : fused_names) sources.erase(n);
+  for (auto& [n, src] : parts) {
+    XLSTM_CHECK(!sources.count(n), ValueError, src.file->path(), ": tensor '", n,
+                "' is given both on its own and inside fused '", src.stored, "'");
+    sources[n] = src;
+  }
+}
 
 // name -> the file holding it, from model.safetensors or the sharded index.
 std::map<std::string, Source> open_weights(const std::string& dir) {
@@ -89,6 +152,7 @@ HfCheckpoint load_hf_checkpoint(const std::string& dir, HfLoad mode) {
   if (fs::is_regular_file(dir + "/tokenizer.json", ec)) ck.tokenizer_json = dir + "/tokenizer.json";
 
   auto sources = open_weights(dir);
+  const bool fused = ck.config_json.value("weight_mode", "single") == "fused";
   const bool has_head = sources.count("lm_head.weight") != 0;
   if (!has_head) {
     XLSTM_CHECK(ck.config.tie_word_embeddings, ValueError, dir,
@@ -101,6 +165,7 @@ HfCheckpoint load_hf_checkpoint(const std::string& dir, HfLoad mode) {
 
   // Names and shapes first, all of them, before any data is used.
   auto params = ck.model->params();
+  if (fused) split_fused(sources, params, cfg_path);
   std::set<std::string> expected;
   for (auto& p : params) {
     expected.insert(p.name);
@@ -110,7 +175,7 @@ HfCheckpoint load_hf_checkpoint(const std::string& dir, HfLoad mode) {
       continue;  // official naming, handled below
     XLSTM_CHECK(it != sources.end(), ValueError, dir, ": tensor '", p.name,
                 "' is missing (the config needs it with shape ", shape_str(p.value->shape()), ")");
-    Tensor t = it->second.file->get(p.name);
+    Tensor t = source_tensor(it->second, p.name);
     XLSTM_CHECK(t.shape() == p.value->shape(), ValueError, it->second.file->path(), ": tensor '",
                 p.name, "' has shape ", shape_str(t.shape()), ", config.json needs ",
                 shape_str(p.value->shape()));
@@ -128,7 +193,7 @@ HfCheckpoint load_hf_checkpoint(const std::string& dir, HfLoad mode) {
     std::string stored = p.name;
     if (!sources.count(stored) && stored == "backbone.embeddings.weight") stored = "embedding.weight";
     const Source& src = sources.at(stored);
-    Tensor t = src.file->get(stored);
+    Tensor t = source_tensor(src, stored);
     bytes += (int64_t)t.nbytes();
     if (t.ndim() == 2 && t.dtype() == DType::BF16) bf16 = true;
     const bool keep = mode == HfLoad::Mapped &&

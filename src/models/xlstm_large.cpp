@@ -87,9 +87,11 @@ XLSTMLargeConfig xlstm_large_config_from_json(const json& j, const std::string& 
                 "; only \"xlstm\" (xLSTMForCausalLM) is supported");
   }
   if (j.contains("weight_mode")) {
-    XLSTM_CHECK(j["weight_mode"].is_string() && j["weight_mode"].get<std::string>() == "single",
+    // "fused" only changes how the weights are stored (the HF loader splits them).
+    XLSTM_CHECK(j["weight_mode"].is_string() && (j["weight_mode"].get<std::string>() == "single" ||
+                                                 j["weight_mode"].get<std::string>() == "fused"),
                 ValueError, w, ": field 'weight_mode' is ", j["weight_mode"].dump(),
-                "; only \"single\" is supported");
+                "; expected \"single\" or \"fused\"");
   }
   XLSTMLargeConfig c;
   // H from embedding_dim or hidden_size (they must agree); L from num_blocks or

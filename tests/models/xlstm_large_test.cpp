@@ -519,6 +519,73 @@ uint16_t to_half(float f) {
 }
 }  // namespace
 
+// weight_mode "fused" (FORMAT.md §3): the fixtures rewritten with each block's q|k|v|o, i|f and
+// gate|up tensors concatenated by rows load into the same model (identical logits); a fused
+// tensor of the wrong size names the file and the tensor.
+TEST(HfLoader, FusedWeightLayoutLoads) {
+  for (const char* name : {"xlstm_tiny_a", "xlstm_tiny_b_tied_bias"}) {
+    SCOPED_TRACE(name);
+    NEED_HF(name);
+    const std::string src = hf_dir(name), d = temp_dir();
+    SafeTensorsFile f(src + "/model.safetensors");
+    std::map<std::string, Tensor> t;
+    for (auto& n : f.names()) t[n] = f.get(n).clone();
+    const std::vector<std::pair<std::string, std::vector<std::string>>> groups = {
+        {"mlstm_layer.qkv_opreact", {"mlstm_layer.q", "mlstm_layer.k", "mlstm_layer.v",
+                                     "mlstm_layer.ogate_preact"}},
+        {"mlstm_layer.ifgate_preact", {"mlstm_layer.igate_preact", "mlstm_layer.fgate_preact"}},
+        {"ffn.proj_up_gate_z", {"ffn.proj_up_gate", "ffn.proj_up"}}};
+    int fused_count = 0;
+    for (int64_t b = 0;; ++b) {
+      const std::string pre = str("backbone.blocks.", b, ".");
+      if (!t.count(pre + "mlstm_layer.q.weight")) break;
+      for (auto& [fused, parts] : groups)
+        for (const char* kind : {".weight", ".bias"}) {
+          if (!t.count(pre + parts[0] + kind)) continue;
+          std::vector<float> rows;
+          Shape sh = t.at(pre + parts[0] + kind).shape();
+          sh[0] = 0;
+          for (auto& part : parts) {
+            const Tensor& x = t.at(pre + part + kind);
+            rows.insert(rows.end(), x.data<float>(), x.data<float>() + x.numel());
+            sh[0] += x.dim(0);
+            t.erase(pre + part + kind);
+          }
+          t[pre + fused + kind] = Tensor::from<float>(sh, rows);
+          ++fused_count;
+        }
+    }
+    EXPECT_GE(fused_count, 6);
+    save_safetensors(d + "/model.safetensors", t);
+    nlohmann::json cfg = json_cfg::read_file(src + "/config.json");
+    cfg["weight_mode"] = "fused";
+    std::ofstream(d + "/config.json") << cfg.dump();
+    HfCheckpoint single = load_hf_checkpoint(src), fused = load_hf_checkpoint(d);
+    Tensor ids = ids_tensor({5, 9, 2, 200, 17, 3, 44, 1}, 2);
+    Tensor a = single.model->forward(ids), b = fused.model->forward(ids);
+    test::expect_close("fused layout", b.data<float>(), a.data<float>(), a.numel(), 0, 0);
+    HfCheckpoint owned = load_hf_checkpoint(d, HfLoad::Owned);  // copies out of the views
+    Tensor c = owned.model->forward(ids);
+    test::expect_close("fused layout, owned", c.data<float>(), a.data<float>(), a.numel(), 0, 0);
+    // a fused tensor one row short
+    Tensor& qkv = t.at("backbone.blocks.0.mlstm_layer.qkv_opreact.weight");
+    Shape sh = qkv.shape();
+    sh[0] -= 1;
+    std::vector<float> cut(qkv.data<float>(), qkv.data<float>() + sh[0] * sh[1]);
+    t["backbone.blocks.0.mlstm_layer.qkv_opreact.weight"] = Tensor::from<float>(sh, cut);
+    save_safetensors(d + "/model.safetensors", t);
+    try {
+      load_hf_checkpoint(d);
+      ADD_FAILURE() << "a short fused tensor was accepted";
+    } catch (const ValueError& e) {
+      EXPECT_NE(std::string(e.what()).find("qkv_opreact.weight' has " + std::to_string(sh[0]) +
+                                           " rows"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+}
+
 TEST(HfLoader, Float16WeightsAreWidened) {
   EXPECT_EQ(f16_to_f32(0x3C00), 1.0f);
   EXPECT_EQ(f16_to_f32(0xC000), -2.0f);
