@@ -58,6 +58,7 @@ int run_classify_train(const CLI::App& s, const ClassifyTrainFlags& f, const Tra
   c.val = f.val;
   c.out = t.out;
   c.stop_at = t.stop_at;
+  if (resume) c.steps = t.steps;  // on resume only a larger --steps applies: it extends the run
   nlohmann::json bb;
   if (resume) {
     note_flags_ignored_on_resume(given,

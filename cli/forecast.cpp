@@ -69,6 +69,7 @@ int run_forecast_train(const CLI::App& s, const ForecastTrainFlags& f, const Tra
   c.data = t.data;
   c.out = t.out;
   c.stop_at = t.stop_at;
+  if (resume) c.steps = t.steps;  // on resume only a larger --steps applies: it extends the run
   nlohmann::json bb;
   if (!resume) {
     c.model_name = config_file.empty() ? model : config_file;

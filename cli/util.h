@@ -62,7 +62,8 @@ void copy_common_train_flags(const TrainCfg& t, const Given& given, TaskCfg& c) 
 // --resume takes every setting from the run's checkpoint, as the language-model task does (so
 // the original command line plus --resume continues a run, as `xlstm tune` does): the flags
 // among `task_flags` and the shared model / training flags that were given are named in a note
-// on stderr (unless quiet), not applied.
+// on stderr (unless quiet), not applied. (--steps is not among them: a larger one extends the
+// run.)
 template <class Given>
 void note_flags_ignored_on_resume(const Given& given, std::initializer_list<const char*> task_flags,
                                   const std::string& out, bool quiet) {
@@ -72,7 +73,7 @@ void note_flags_ignored_on_resume(const Given& given, std::initializer_list<cons
   };
   for (const char* f : task_flags) check(f);
   for (const char* f : {"--model", "--config", "--width", "--blocks", "--heads", "--context",
-                        "--dropout", "--slstm-at", "--batch-size", "--steps", "--minutes",
+                        "--dropout", "--slstm-at", "--batch-size", "--minutes",
                         "--optimizer", "--schedule", "--lr", "--min-lr", "--weight-decay",
                         "--warmup", "--clip", "--eval-every", "--log-every", "--patience",
                         "--seed", "--val-fraction"})

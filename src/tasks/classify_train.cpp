@@ -288,7 +288,8 @@ ClassifyTrainResult train_classifier(const ClassifyTrainConfig& cfg_in, const js
     return l;
   };
   // how many steps
-  int64_t total = resume ? saved_total : cfg.steps;
+  // A larger --steps on resume extends the run (as for the language-model task).
+  int64_t total = resume ? std::max(saved_total, cfg_in.steps) : cfg.steps;
   if (total == 0) {
     const int64_t by_epochs = (cfg.epochs > 0 ? cfg.epochs : (cfg.minutes > 0 ? 0 : 10)) * per_epoch;
     int64_t by_time = 0;

@@ -284,7 +284,12 @@ ForecastTrainResult train_forecaster(const ForecastTrainConfig& cfg_in,
   const int64_t n_train = tr.count();
   const int64_t B = std::min(cfg.batch_size, n_train);
   const int64_t steps_per_epoch = std::max<int64_t>(1, n_train / B);
-  const int64_t total_steps = cfg.steps > 0 ? cfg.steps : cfg.epochs * steps_per_epoch;
+  // A larger --steps on resume extends the run (as for the language-model task; the schedule
+  // is then the longer run's from here on).
+  const int64_t run_steps = cfg.steps > 0 ? cfg.steps : cfg.epochs * steps_per_epoch;
+  const bool extended = resume && cfg_in.steps > run_steps;
+  if (extended) cfg.steps = cfg_in.steps;
+  const int64_t total_steps = extended ? cfg.steps : run_steps;
   const int64_t eval_every = cfg.eval_every > 0 ? cfg.eval_every : steps_per_epoch;
   ScheduleConfig sc;
   sc.kind = parse_schedule_kind(cfg.schedule);
@@ -395,11 +400,11 @@ ForecastTrainResult train_forecaster(const ForecastTrainConfig& cfg_in,
     const json st = json_cfg::read_file(sw);
     json_cfg::check_object(st, sw);
     step = json_cfg::get_int(st, "step", sw);
-    XLSTM_CHECK(json_cfg::get_int(st, "total_steps", sw) == total_steps && step >= 0 &&
-                    step <= total_steps,
+    XLSTM_CHECK(json_cfg::get_int(st, "total_steps", sw) == run_steps && step >= 0 &&
+                    step <= run_steps,
                 ValueError, sw, ": field 'step' / 'total_steps' (", step, " / ",
                 json_cfg::get_int(st, "total_steps", sw), ") does not fit this run's ",
-                total_steps, " steps");
+                run_steps, " steps");
     best_val = json_cfg::get_number(st, "best_val", sw);
     bad_evals = json_cfg::get_int(st, "bad_evals", sw);
     elapsed_before = json_cfg::get_number(st, "elapsed", sw, 0);

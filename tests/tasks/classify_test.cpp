@@ -302,6 +302,11 @@ TEST(ClassifyTrain, InterruptedAndResumedEqualsUninterrupted) {
     test::expect_same_safetensors(d + "/full" + f, c.out + f);
   EXPECT_EQ(test::csv_rows_without(d + "/full/metrics.csv", "elapsed_s"),
             test::csv_rows_without(c.out + "/metrics.csv", "elapsed_s"));
+  // A larger --steps extends the finished run; resumed again, it stays extended.
+  r.steps = 50;
+  EXPECT_EQ(train_classifier(r, json::object(), nullptr, true).steps, 50);
+  r.steps = 0;
+  EXPECT_EQ(train_classifier(r, json::object(), nullptr, true).steps, 50);
   // --stop-at (how `xlstm tune` pauses a trial): a checkpoint at that step; resumed, the same
   // last weights and optimizer state as the uninterrupted run (validation draws no randoms).
   c.out = d + "/stopped";

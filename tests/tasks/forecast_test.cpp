@@ -443,6 +443,11 @@ TEST(ForecastTrain, InterruptedAndResumedEqualsUninterrupted) {
     test::expect_same_safetensors(dir + "/full" + f, c.out + f);
   EXPECT_EQ(test::csv_rows_without(dir + "/full/metrics.csv", "elapsed_s"),
             test::csv_rows_without(c.out + "/metrics.csv", "elapsed_s"));
+  // A larger --steps extends the finished run; resumed again, it stays extended.
+  r.steps = 60;
+  EXPECT_EQ(train_forecaster(r, json::object(), nullptr, true).steps, 60);
+  r.steps = 0;
+  EXPECT_EQ(train_forecaster(r, json::object(), nullptr, true).steps, 60);
 
   // --stop-at (how `xlstm tune` pauses a trial): stops with a checkpoint at that step; resumed,
   // the training trajectory is the uninterrupted one (the extra validation draws no random
