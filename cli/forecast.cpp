@@ -98,9 +98,9 @@ int run_forecast_train(const CLI::App& s, const ForecastTrainFlags& f, const Tra
     if (!config_file.empty()) {
       bb = json_cfg::read_file(config_file);
       json_cfg::check_object(bb, config_file);
-  } else {
-    bb = backbone_preset(model, ov);
-  }
+    } else {
+      bb = backbone_preset(model, ov);
+    }
   } else {
     note_flags_ignored_on_resume(given,
                                  {"--target", "--features", "--time-col", "--horizon", "--season",
